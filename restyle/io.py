@@ -1,0 +1,116 @@
+"""File helpers for the workflow: images in RGB, arrays, JSON, all written atomically.
+
+A job that is killed half-way must never leave a file that a rerun would trust, so every
+writer here writes to a temporary name in the same directory and renames it into place
+(``os.replace`` is atomic on POSIX).  Directory outputs are staged the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used; the message names the file and the fix."""
+
+
+def frame_name(index: int, suffix: str = ".png") -> str:
+    return f"{index:05d}{suffix}"
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as uint8 RGB (alpha dropped, gray expanded, 16-bit scaled)."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageError(f"{path}: cannot read this image; save it as PNG, JPEG or TIFF")
+    if image.dtype == np.uint16:
+        image = (image // 257).astype(np.uint8)
+    if image.dtype != np.uint8:
+        raise ImageError(f"{path}: unsupported pixel type {image.dtype}; save it as 8-bit PNG")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+@contextlib.contextmanager
+def _staged_file(path: str | os.PathLike) -> Iterator[str]:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, compression: int = 1) -> None:
+    """Write an RGB (or gray) uint8 image atomically.  PNG compression 1: fast, lossless."""
+    bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    with _staged_file(path) as tmp:
+        params = [cv2.IMWRITE_PNG_COMPRESSION, compression] if str(path).endswith(".png") else []
+        if not cv2.imwrite(tmp, bgr, params):
+            raise OSError(f"{path}: could not write image")
+
+
+def save_array(path: str | os.PathLike, array: np.ndarray) -> None:
+    """``np.save`` atomically."""
+    with _staged_file(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
+
+
+def load_array(path: str | os.PathLike) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
+
+
+def write_json(path: str | os.PathLike, data) -> None:
+    with _staged_file(path) as tmp, open(tmp, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+
+
+def read_json(path: str | os.PathLike):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+@contextlib.contextmanager
+def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Fill a fresh directory that appears at ``path`` only once the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def log_to(path: str | os.PathLike) -> None:
+    """Send this process's logging to ``path`` (a rule's ``log:`` file)."""
+    import logging
+
+    logging.basicConfig(filename=str(path), level=logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s %(message)s")
+
+
+def read_frame(frames_dir: str | os.PathLike, index: int) -> np.ndarray:
+    """Frame ``index`` of an extracted frame folder."""
+    return read_image(Path(frames_dir) / frame_name(index))

@@ -1,0 +1,17 @@
+"""extract_frames: video -> frames/%05d.png + meta.json."""
+from restyle import io, video
+
+io.log_to(snakemake.log[0])
+source = snakemake.input.video
+probe = video.probe_video(source)
+count = 0
+size = None
+with io.staged_directory(snakemake.output.frames) as folder:
+    for index, frame in enumerate(video.read_frames(source, width=snakemake.params.width)):
+        io.write_image(folder / io.frame_name(index), frame)
+        count, size = index + 1, frame.shape
+if count == 0:
+    raise video.VideoError(f"{source}: no frame could be decoded; re-encode it (e.g. ffmpeg -i in out.mp4)")
+meta = dict(probe, n_frames=count, height=size[0], width=size[1], source=str(source),
+            source_width=probe["width"], source_height=probe["height"], source_n_frames=probe["n_frames"])
+io.write_json(snakemake.output.meta, meta)

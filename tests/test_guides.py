@@ -1,0 +1,107 @@
+import cv2
+import numpy as np
+import pytest
+
+from restyle.flow import compute_flow, occlusion_mask, warp
+from restyle.guides import coordinate_image, edge_guide, fill_holes, positional_guides
+from restyle.propagate import propagate_frame
+
+
+def texture(seed=0, shape=(64, 80)):
+    rng = np.random.default_rng(seed)
+    noise = rng.random(shape + (3,)).astype(np.float32)
+    return np.clip(cv2.GaussianBlur(noise, (0, 0), 2.0) * 4 * 255 - 400, 0, 255).astype(np.uint8)
+
+
+def shifted(image, dx, dy):
+    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(image, matrix, image.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def test_flow_count_is_frames_minus_one_and_recovers_a_translation():
+    big = texture(1, (96, 120))
+    frames = [shifted(big, 1.5 * t, 0.5 * t)[16:80, 20:100] for t in range(5)]
+    flows = [compute_flow(a, b) for a, b in zip(frames, frames[1:])]
+    assert len(flows) == len(frames) - 1
+    inner = flows[0][10:-10, 10:-10]
+    np.testing.assert_allclose(np.median(inner[..., 0]), 1.5, atol=0.15)
+    np.testing.assert_allclose(np.median(inner[..., 1]), 0.5, atol=0.15)
+
+
+def test_occlusion_mask_flags_uncovered_border_only():
+    big = texture(2, (96, 120))
+    a, b = big[16:80, 20:100], big[16:80, 24:104]  # camera pans right: content moves 4 px left
+    forward, backward = compute_flow(a, b), compute_flow(b, a)
+    occluded = occlusion_mask(forward, backward)
+    assert occluded[:, :3].mean() > 0.9          # these leave the frame
+    assert occluded[:, -3:].mean() < 0.2         # these are still visible in b
+    assert occluded[:, 10:-10].mean() < 0.05
+
+
+def test_edge_guide_is_the_laplacian():
+    flat = np.full((20, 20, 3), 90, np.uint8)
+    assert edge_guide(flat).max() == 0
+    dot = flat.copy()
+    dot[10, 10] = 200
+    assert edge_guide(dot)[10, 10, 0] == 255  # 4 * 110 saturates
+    assert edge_guide(dot)[10, 11, 0] == 0    # negative response clipped
+
+
+def test_fill_holes_keeps_known_pixels_and_fills_smoothly():
+    ramp = coordinate_image(40, 50)
+    holes = np.zeros((40, 50), bool)
+    holes[10:25, 15:35] = True
+    damaged = ramp.copy()
+    damaged[holes] = -1000
+    filled = fill_holes(damaged, holes)
+    np.testing.assert_array_equal(filled[~holes], ramp[~holes])
+    # Inside the hole the values lie between the surrounding known values.
+    assert filled[holes][..., 0].min() >= 13 and filled[holes][..., 0].max() <= 36
+    assert np.abs(filled[holes] - ramp[holes]).mean() < 3
+
+
+def test_fill_holes_rejects_wrong_mask_shape():
+    with pytest.raises(ValueError, match="does not match"):
+        fill_holes(np.zeros((4, 5)), np.zeros((5, 4), bool))
+
+
+def test_positional_guides_follow_a_translation_and_reproduce_the_moved_style():
+    big = texture(3, (120, 150))
+    frames = [shifted(big, -2.0 * t, -1.0 * t)[20:100, 25:125] for t in range(4)]
+    to_previous = [compute_flow(b, a) for a, b in zip(frames, frames[1:])]
+    to_next = [compute_flow(a, b) for a, b in zip(frames, frames[1:])]
+    occlusions = [occlusion_mask(back, fwd) for back, fwd in zip(to_previous, to_next)]
+    guides = list(positional_guides(to_previous, occlusions))
+    assert len(guides) == 3
+    grid = coordinate_image(80, 100)
+    last = guides[-1]
+    # Frame 3 pixel (x, y) shows keyframe pixel (x + 6, y + 3).
+    np.testing.assert_allclose(np.median((last - grid)[15:-15, 15:-15], axis=(0, 1)), [6.0, 3.0], atol=0.3)
+
+    styled_key = 255 - frames[0]  # any deterministic "look"
+    styled, error = propagate_frame(styled_key, frames[0], frames[3], last)
+    expected = 255 - frames[3]
+    inner = (slice(15, -15), slice(15, -15))
+    assert np.abs(styled[inner].astype(int) - expected[inner]).mean() < 4
+    assert error[inner].mean() < error.max()
+    assert error.dtype == np.float32 and error.shape == (80, 100)
+
+
+def test_propagate_frame_reports_high_error_where_the_input_changed():
+    frame = texture(4)
+    position = coordinate_image(*frame.shape[:2])
+    changed = frame.copy()
+    changed[20:40, 20:40] = 255 - changed[20:40, 20:40]
+    _, error = propagate_frame(frame, frame, changed, position)
+    assert error[25:35, 25:35].mean() > 20 * error[:, 50:].mean() + 1e-3
+
+
+def test_propagate_frame_rejects_mismatched_guide():
+    frame = texture(5)
+    with pytest.raises(ValueError, match="positional guide"):
+        propagate_frame(frame, frame, frame, coordinate_image(10, 10))
+
+
+def test_warp_with_zero_flow_is_identity():
+    frame = texture(6)
+    np.testing.assert_array_equal(warp(frame, np.zeros(frame.shape[:2] + (2,), np.float32)), frame)

@@ -1,0 +1,20 @@
+rule blend_gap:
+    """Merge the forward and backward passes of a gap: error-based choice carried along the
+    flow, Lab histogram blend, and gradient-domain fusion."""
+    input:
+        forward=results("{video}", "passes", "{gap}", "fwd"),
+        backward=results("{video}", "passes", "{gap}", "bwd"),
+        flow=results("{video}", "flow", "{gap}"),
+    output:
+        directory(results("{video}", "blended", "{gap}")),
+    params:
+        grad_weight=config["blend"]["grad_weight"],
+    log:
+        "logs/{video}/blend_gap/{gap}.log",
+    benchmark:
+        results("{video}", "benchmarks", "blend_gap", "{gap}.tsv")
+    threads: 1
+    resources:
+        mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=60),
+    script:
+        "../../scripts/blend_gap.py"

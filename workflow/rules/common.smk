@@ -1,0 +1,90 @@
+# Input functions and path helpers shared by every stage.  Checks that can fail on bad
+# input run here, at parse time, so a wrong path or a mis-sized painted keyframe is
+# reported in one line before any heavy job starts.
+import json
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from restyle import preflight
+
+# Our own pass first: one line per problem instead of a schema dump; validate() then
+# fills in the schema's defaults.
+preflight.fail_on_errors(preflight.check_config(config, workflow.basedir))
+validate(config, "../schemas/config.schema.yaml")
+VIDEO_INFO = {
+    name: preflight.fail_on_errors(preflight.check_video(name, path, config))
+    for name, path in config["videos"].items()
+}
+
+wildcard_constraints:
+    video="[A-Za-z0-9_.-]+",
+    gap=r"\d{5}-\d{5}",
+    direction="fwd|bwd",
+    frame=r"\d{5}",
+
+
+def results(*parts):
+    return str(Path("results", *parts))
+
+
+def keep(path):
+    """Intermediates are temp() unless the user asked to keep them."""
+    return path if config["keep_intermediate"] else temp(path)
+
+
+def painted_keyframes(video):
+    """{frame number: path} of the hand-painted keyframes of ``video`` (validated)."""
+    return VIDEO_INFO[video]["painted"]
+
+
+def keyframe_plan(wildcards):
+    """The keyframe plan, available once the plan_keyframes checkpoint has run."""
+    with checkpoints.plan_keyframes.get(video=wildcards.video).output[0].open() as handle:
+        return json.load(handle)
+
+
+def painted_input(wildcards):
+    """The painted file for this keyframe, if the user made one (adding it reruns the job)."""
+    path = painted_keyframes(wildcards.video).get(int(wildcards.frame))
+    return [path] if path else []
+
+
+def styled_keyframe(video, frame):
+    return results(video, "styled_keyframes", f"{int(frame):05d}.png")
+
+
+def gap_keyframes(wildcards):
+    start, end = (int(x) for x in wildcards.gap.split("-"))
+    return {"left": styled_keyframe(wildcards.video, start),
+            "right": styled_keyframe(wildcards.video, end)}
+
+
+def source_keyframe(wildcards):
+    start, end = (int(x) for x in wildcards.gap.split("-"))
+    return styled_keyframe(wildcards.video, start if wildcards.direction == "fwd" else end)
+
+
+def assembled_inputs(wildcards):
+    """Everything the final video is assembled from: styled keyframes and blended gaps."""
+    plan = keyframe_plan(wildcards)
+    return {
+        "keyframes": [styled_keyframe(wildcards.video, k) for k in plan["keyframes"]],
+        "gaps": [results(wildcards.video, "blended", g["name"]) for g in plan["gaps"]],
+    }
+
+
+def final_outputs():
+    outputs = []
+    for video in config["videos"]:
+        outputs.append(results(video, "restyled.mp4"))
+        outputs.append(results(video, "metrics.json"))
+        if config["output"]["compare"]:
+            outputs.append(results(video, "compare.mp4"))
+    return outputs
+
+
+def frame_mem_mb(video, per_frame):
+    """Memory for a job holding about ``per_frame`` bytes per pixel of working arrays."""
+    width, height = VIDEO_INFO[video]["size"]
+    return 300 + (width * height * per_frame) // 1_000_000

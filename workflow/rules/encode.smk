@@ -1,0 +1,43 @@
+rule encode_video:
+    """H.264 mp4 at the source frame rate, with the source audio muxed back."""
+    input:
+        unpack(assembled_inputs),
+        plan=results("{video}", "keyframes.json"),
+        meta=results("{video}", "meta.json"),
+        source=lambda wc: config["videos"][wc.video],
+    output:
+        results("{video}", "restyled.mp4"),
+    params:
+        crf=config["output"]["crf"],
+    log:
+        "logs/{video}/encode_video.log",
+    benchmark:
+        results("{video}", "benchmarks", "encode_video.tsv")
+    threads: 2
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/encode_video.py"
+
+
+rule encode_compare:
+    """Side-by-side input | restyled video, for judging the result at a glance."""
+    input:
+        unpack(assembled_inputs),
+        frames=results("{video}", "frames"),
+        plan=results("{video}", "keyframes.json"),
+        meta=results("{video}", "meta.json"),
+        source=lambda wc: config["videos"][wc.video],
+    output:
+        results("{video}", "compare.mp4"),
+    params:
+        crf=config["output"]["crf"],
+    log:
+        "logs/{video}/encode_compare.log",
+    benchmark:
+        results("{video}", "benchmarks", "encode_compare.tsv")
+    threads: 2
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/encode_video.py"

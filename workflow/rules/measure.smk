@@ -1,0 +1,25 @@
+rule measure:
+    """metrics.json: E_warp of output and input, per-frame values, fidelity and sharpness
+    against per-frame stylization, and the time spent in each stage."""
+    input:
+        unpack(assembled_inputs),
+        video=results("{video}", "restyled.mp4"),
+        frames=results("{video}", "frames"),
+        plan=results("{video}", "keyframes.json"),
+        meta=results("{video}", "meta.json"),
+    output:
+        results("{video}", "metrics.json"),
+    params:
+        flow_preset=config["flow"]["preset"],
+        stylizer=config["stylizer"],
+        per_frame_reference=config["measure"]["per_frame_reference"],
+        benchmarks=results("{video}", "benchmarks"),
+    log:
+        "logs/{video}/measure.log",
+    benchmark:
+        results("{video}", "benchmarks", "measure.tsv")
+    threads: 2
+    resources:
+        mem_mb=1000,
+    script:
+        "../../scripts/measure.py"

@@ -1,0 +1,38 @@
+rule detect_scenes:
+    """Find hard cuts with PySceneDetect on the extracted frames."""
+    input:
+        frames=results("{video}", "frames"),
+        meta=results("{video}", "meta.json"),
+    output:
+        results("{video}", "scenes.json"),
+    params:
+        **config["scenes"],
+    log:
+        "logs/{video}/detect_scenes.log",
+    benchmark:
+        results("{video}", "benchmarks", "detect_scenes.tsv")
+    threads: 1
+    resources:
+        mem_mb=500,
+    script:
+        "../../scripts/detect_scenes.py"
+
+
+checkpoint plan_keyframes:
+    """Choose keyframes and gaps: a small manifest the rest of the DAG is built from."""
+    input:
+        scenes=results("{video}", "scenes.json"),
+    output:
+        results("{video}", "keyframes.json"),
+    params:
+        interval=config["keyframes"]["interval"],
+        painted=lambda wc: sorted(painted_keyframes(wc.video)),
+    log:
+        "logs/{video}/plan_keyframes.log",
+    benchmark:
+        results("{video}", "benchmarks", "plan_keyframes.tsv")
+    threads: 1
+    resources:
+        mem_mb=200,
+    script:
+        "../../scripts/plan_keyframes.py"
