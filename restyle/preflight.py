@@ -112,3 +112,16 @@ def check_video(name: str, path: str, config: dict) -> PreflightErrors:
     errors.value = {"probe": probe, "size": (width, height),
                     "painted": {frame: str(p) for frame, p in painted.items()}}
     return errors
+
+
+def check_painted_are_keyframes(painted: dict[int, str], keyframes: list[int], video: str) -> PreflightErrors:
+    """Every painted file must sit on a keyframe, or it would silently be ignored."""
+    errors = PreflightErrors()
+    keys = set(keyframes)
+    for frame, path in sorted(painted.items()):
+        if frame not in keys:
+            nearby = sorted(keys, key=lambda k: abs(k - frame))[:2]
+            errors.append(f"{path}: frame {frame} is not a keyframe of {video}; add it with "
+                          f"keyframes.extra: {{{video}: [{frame}]}} in config.yaml, or paint "
+                          f"keyframe {' or '.join(str(k) for k in sorted(nearby))} instead")
+    return errors

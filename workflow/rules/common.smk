@@ -16,6 +16,16 @@ VIDEO_INFO = {
     name: preflight.fail_on_errors(preflight.check_video(name, path, config))
     for name, path in config["videos"].items()
 }
+for name, info in VIDEO_INFO.items():
+    # A plan from an earlier run tells, before any job starts, whether a newly painted file
+    # sits on a keyframe; on a first run plan_keyframes checks it.
+    plan_file = Path("results", name, "keyframes.json")
+    if info["painted"] and plan_file.exists():
+        with plan_file.open() as handle:
+            planned = json.load(handle)
+        if planned["interval"] == config["keyframes"]["interval"]:
+            keys = planned["keyframes"] + config["keyframes"]["extra"].get(name, [])
+            preflight.fail_on_errors(preflight.check_painted_are_keyframes(info["painted"], keys, name))
 
 wildcard_constraints:
     video="[A-Za-z0-9_.-]+",
@@ -36,6 +46,10 @@ def keep(path):
 def painted_keyframes(video):
     """{frame number: path} of the hand-painted keyframes of ``video`` (validated)."""
     return VIDEO_INFO[video]["painted"]
+
+
+def painted_dir(video):
+    return config["keyframes"]["painted_dir"].format(video=video)
 
 
 def keyframe_plan(wildcards):

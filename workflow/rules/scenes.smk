@@ -26,7 +26,8 @@ checkpoint plan_keyframes:
         results("{video}", "keyframes.json"),
     params:
         interval=config["keyframes"]["interval"],
-        painted=lambda wc: sorted(painted_keyframes(wc.video)),
+        extra=lambda wc: config["keyframes"]["extra"].get(wc.video, []),
+        painted_dir=lambda wc: painted_dir(wc.video),
     log:
         "logs/{video}/plan_keyframes.log",
     benchmark:
