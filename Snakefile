@@ -2,7 +2,7 @@
 # the algorithms in the restyle/ package, and the rule scripts in scripts/.
 from snakemake.utils import min_version
 
-min_version("8.0")
+min_version("9.0")
 
 
 configfile: "config.yaml"

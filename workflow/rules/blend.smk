@@ -16,5 +16,7 @@ rule blend_gap:
     threads: 1
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=60),
+    conda:
+        "../../envs/restyle.yaml"
     script:
         "../../scripts/blend_gap.py"

@@ -2,11 +2,19 @@
 # input run here, at parse time, so a wrong path or a mis-sized painted keyframe is
 # reported in one line before any heavy job starts.
 import json
+import os
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
+# The restyle library of this checkout, also when it is not pip-installed.
+sys.path.insert(0, workflow.basedir)
 from restyle import preflight
+
+# Rule scripts import the restyle library from this checkout, in whatever environment
+# (a conda env from envs/, a cluster node) they run.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p)
 
 # Our own pass first: one line per problem instead of a schema dump; validate() then
 # fills in the schema's defaults.

@@ -16,6 +16,8 @@ rule encode_video:
     threads: 2
     resources:
         mem_mb=1000,
+    conda:
+        "../../envs/restyle.yaml"
     script:
         "../../scripts/encode_video.py"
 
@@ -39,5 +41,7 @@ rule encode_compare:
     threads: 2
     resources:
         mem_mb=1000,
+    conda:
+        "../../envs/restyle.yaml"
     script:
         "../../scripts/encode_video.py"

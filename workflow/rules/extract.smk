@@ -14,5 +14,7 @@ rule extract_frames:
     threads: 2
     resources:
         mem_mb=1000,
+    conda:
+        "../../envs/restyle.yaml"
     script:
         "../../scripts/extract_frames.py"

@@ -17,5 +17,7 @@ rule compute_flow:
     threads: 1
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=40),
+    conda:
+        "../../envs/restyle.yaml"
     script:
         "../../scripts/compute_flow.py"

@@ -16,5 +16,7 @@ rule render_guides:
     threads: 1
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=40),
+    conda:
+        "../../envs/restyle.yaml"
     script:
         "../../scripts/render_guides.py"

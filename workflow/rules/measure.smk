@@ -21,5 +21,7 @@ rule measure:
     threads: 2
     resources:
         mem_mb=1000,
+    conda:
+        "../../envs/restyle.yaml"
     script:
         "../../scripts/measure.py"

@@ -14,6 +14,8 @@ rule detect_scenes:
     threads: 1
     resources:
         mem_mb=500,
+    conda:
+        "../../envs/restyle.yaml"
     script:
         "../../scripts/detect_scenes.py"
 
@@ -35,5 +37,7 @@ checkpoint plan_keyframes:
     threads: 1
     resources:
         mem_mb=200,
+    conda:
+        "../../envs/restyle.yaml"
     script:
         "../../scripts/plan_keyframes.py"

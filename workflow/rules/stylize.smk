@@ -14,5 +14,7 @@ rule stylize_keyframe:
     threads: 1
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=30),
+    conda:
+        "../../envs/restyle.yaml"
     script:
         "../../scripts/stylize_keyframe.py"
