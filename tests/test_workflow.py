@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -253,3 +252,12 @@ def test_painted_frame_off_the_keyframes_is_reported(rendered):
         assert "00007.png" in message and "keyframes.extra" in message
     finally:
         (painted / "00007.png").unlink()
+
+
+def test_several_videos_in_one_config_get_their_own_results(tmp_path, clip):
+    write_config(tmp_path, clip)
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config["videos"]["second"] = str(clip)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(tmp_path)
+    assert {("extract_frames", "video=clip"), ("extract_frames", "video=second")} <= jobs

@@ -1,0 +1,52 @@
+"""What every benchmark script shares: demo frames, timing, and a machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from restyle.video import read_frames  # noqa: E402
+
+DEMO = REPO / "demo" / "demo.mp4"
+
+
+def load_frames(indices) -> dict[int, np.ndarray]:
+    """The demo's frames at ``indices`` (decoding stops after the last one)."""
+    wanted = set(indices)
+    frames = {}
+    for i, frame in enumerate(read_frames(DEMO)):
+        if i in wanted:
+            frames[i] = frame
+        if len(frames) == len(wanted):
+            break
+    return frames
+
+
+def timed(fn) -> tuple[float, float, object]:
+    """(wall s, process CPU s, result) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return time.perf_counter() - wall, time.process_time() - cpu, result
+
+
+def machine(*extra: str) -> str:
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    parts = [f"nproc {os.cpu_count()}", f"CPU {cpu}", f"Python {platform.python_version()}",
+             f"numpy {np.__version__}", f"OpenCV {cv2.__version__}", f"cv2 threads {cv2.getNumThreads()}", *extra]
+    return ", ".join(parts)
