@@ -1,6 +1,10 @@
 """Propagating a stylized keyframe through a gap by following the motion.
 
-This is the fast method: every frame samples the stylized keyframe *once*, at the position
+Two methods: guided patch synthesis (:func:`propagate_by_patches`, EbSynth-style, the
+default) rebuilds every frame from the keyframe's own brush strokes; flow warping
+(:func:`propagate_frame`) is the fast preview.
+
+Flow warping: every frame samples the stylized keyframe *once*, at the position
 its positional guide points to.  Chaining warps (each frame resampled from the previous
 output) would blur a little more at every step; sampling through the composed mapping keeps
 the keyframe's brush strokes as sharp at the end of the gap as at its start.
@@ -13,10 +17,14 @@ flow failures, lighting changes) the error is high, so the blend can prefer the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
-from restyle.flow import remap
+from restyle.flow import remap, warp
+from restyle.guides import coordinate_image, fill_holes
 
 
 def propagate_frame(styled_keyframe: np.ndarray, keyframe: np.ndarray, frame: np.ndarray,
@@ -50,3 +58,112 @@ def propagate_frame(styled_keyframe: np.ndarray, keyframe: np.ndarray, frame: np
     residual = ((predicted - frame.astype(np.float32)) / 255.0) ** 2
     error = cv2.blur(residual.mean(axis=2), (patch_size, patch_size))
     return styled, error.astype(np.float32)
+
+
+GUIDE_NAMES = ("color", "edge", "positional", "temporal")
+DEFAULT_GUIDE_WEIGHTS = {"color": 6.0, "edge": 0.5, "positional": 2.0, "temporal": 0.5}
+
+
+@dataclass(frozen=True)
+class ChainStep:
+    """What guided synthesis needs of one frame of a gap, in propagation order.
+
+    ``flow_to_previous`` maps this frame to the previous frame of the chain and
+    ``occluded`` marks its pixels that have no match there.
+    """
+
+    frame: np.ndarray
+    edge: np.ndarray
+    position: np.ndarray
+    flow_to_previous: np.ndarray
+    occluded: np.ndarray
+
+
+def positional_image(position: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Keyframe coordinates as a guide in 0..255 units: column -> first, row -> second channel."""
+    scale = np.array([255.0 / max(width - 1, 1), 255.0 / max(height - 1, 1)], np.float32)
+    return position.astype(np.float32) * scale
+
+
+def propagate_by_patches(styled_keyframe: np.ndarray, keyframe: np.ndarray, keyframe_edge: np.ndarray,
+                         steps: Iterable[ChainStep], guide_weights: dict | None = None, *,
+                         patch_size: int = 5, uniformity: float = 3500.0, search_vote_iters: int = 2,
+                         patchmatch_iters: int = 1, seed: int = 0, output: str = "subpixel",
+                         coherence: float = 150.0,
+                         threads: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Carry a keyframe's look through a gap with guided patch synthesis (EbSynth-style).
+
+    Every frame is synthesized from patches of the stylized keyframe, matched through four
+    guides: colour (the frames), edge (their Laplacian), positional (the keyframe coordinates
+    carried along the flow) and temporal (the previous synthesized frame warped along the
+    flow, its source side being the stylized keyframe itself).  The nearest-neighbour field
+    starts from the positional guide on the first frame and from the previous frame's field
+    moved along the flow afterwards, so a few iterations per frame suffice.
+
+    Yields
+    ------
+    (styled, error) for each step: uint8 (H, W, 3) and float32 (H, W) patch error.
+    """
+    from restyle.synthesis import synthesize
+
+    if output not in ("subpixel", "nearest", "vote"):
+        raise ValueError(f"output must be 'subpixel', 'nearest' or 'vote', got {output!r}")
+    weights = dict(DEFAULT_GUIDE_WEIGHTS, **(guide_weights or {}))
+    unknown = set(weights) - set(GUIDE_NAMES)
+    if unknown:
+        raise ValueError(f"unknown guide(s) {sorted(unknown)}; guides are {GUIDE_NAMES}")
+    height, width = keyframe.shape[:2]
+    source_guides = [keyframe, keyframe_edge, positional_image(coordinate_image(height, width), height, width),
+                     styled_keyframe]
+    previous_styled, previous_matches = styled_keyframe, None
+    for step in steps:
+        temporal = fill_holes(warp(previous_styled, step.flow_to_previous), step.occluded)
+        # Where each pixel's patch would come from if it just followed the motion: the
+        # positional guide on the first frame, the previous frame's matches moved along the
+        # flow afterwards.  Sub-pixel, so that a match that follows the motion is read at its
+        # exact position rather than snapped to the pixel grid (snapping makes still content
+        # shimmer as it moves).
+        followed = step.position if previous_matches is None else advect_positions(previous_matches,
+                                                                                   step.flow_to_previous)
+        initial = np.empty(followed.shape, np.int32)
+        initial[..., 0] = np.clip(np.rint(followed[..., 0]), 0, width - 1)
+        initial[..., 1] = np.clip(np.rint(followed[..., 1]), 0, height - 1)
+        target_guides = [step.frame, step.edge, positional_image(step.position, height, width), temporal]
+        result = synthesize(styled_keyframe, source_guides, target_guides, [weights[g] for g in GUIDE_NAMES],
+                            patch_size=patch_size, uniformity=uniformity, search_vote_iters=search_vote_iters,
+                            patchmatch_iters=patchmatch_iters, seed=seed, initial_nnf=initial, threads=threads,
+                            output="vote" if output == "vote" else "nearest", coherence=coherence)
+        kept = np.all(result.nnf == initial, axis=-1)
+        matches = np.where(kept[..., None], followed, result.nnf.astype(np.float32))
+        image = result.image
+        if output == "subpixel":
+            image = remap(styled_keyframe, matches[..., 0], matches[..., 1], "cubic")
+        previous_styled, previous_matches = image, matches
+        yield image, result.error
+
+
+def advect_positions(positions: np.ndarray, flow_to_previous: np.ndarray) -> np.ndarray:
+    """Move a field of source positions from the previous frame to this one, sub-pixel.
+
+    Each pixel takes the position of the previous frame's pixel nearest to where the flow
+    says it was, plus the flow's fractional remainder: exact for content that moves as a
+    whole, and never blending positions across a motion boundary (as bilinear sampling of the
+    field would).
+
+    Parameters
+    ----------
+    positions : float32 (H, W, 2)
+        ``(x, y)`` source positions of the previous frame's pixels.
+    flow_to_previous : float32 (H, W, 2)
+        Flow from this frame to the previous one.
+    """
+    from restyle.flow import sampling_grid
+
+    height, width = positions.shape[:2]
+    map_x, map_y = sampling_grid(flow_to_previous)
+    near_x = np.clip(np.rint(map_x), 0, width - 1).astype(np.int32)
+    near_y = np.clip(np.rint(map_y), 0, height - 1).astype(np.int32)
+    moved = positions[near_y, near_x]
+    moved[..., 0] += map_x - near_x
+    moved[..., 1] += map_y - near_y
+    return moved

@@ -105,3 +105,39 @@ def test_propagate_frame_rejects_mismatched_guide():
 def test_warp_with_zero_flow_is_identity():
     frame = texture(6)
     np.testing.assert_array_equal(warp(frame, np.zeros(frame.shape[:2] + (2,), np.float32)), frame)
+
+
+def test_patch_propagation_follows_the_motion_and_is_deterministic():
+    from restyle.propagate import ChainStep, propagate_by_patches
+
+    big = texture(7, (120, 150))
+    frames = [shifted(big, -1.5 * t, -0.5 * t)[20:84, 25:105] for t in range(4)]
+    styled_key = 255 - frames[0]
+    to_previous = [compute_flow(b, a) for a, b in zip(frames, frames[1:])]
+    to_next = [compute_flow(a, b) for a, b in zip(frames, frames[1:])]
+    occlusions = [occlusion_mask(back, fwd) for back, fwd in zip(to_previous, to_next)]
+    positions = list(positional_guides(to_previous, occlusions))
+
+    def run():
+        steps = [ChainStep(f, edge_guide(f), p, fl, o)
+                 for f, p, fl, o in zip(frames[1:], positions, to_previous, occlusions)]
+        return list(propagate_by_patches(styled_key, frames[0], edge_guide(frames[0]), steps, threads=1))
+
+    first, second = run(), run()
+    assert len(first) == 3
+    for (a, ea), (b, eb) in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(ea, eb)
+    inner = (slice(12, -12), slice(12, -12))
+    for styled, _ in first:
+        assert styled.shape == frames[0].shape and styled.dtype == np.uint8
+    # The look of frame 3 is the keyframe's look moved with the content.
+    assert np.abs(first[-1][0][inner].astype(int) - (255 - frames[3])[inner]).mean() < 8
+
+
+def test_patch_propagation_rejects_unknown_guides():
+    from restyle.propagate import propagate_by_patches
+
+    frame = texture(8)
+    with pytest.raises(ValueError, match="unknown guide"):
+        list(propagate_by_patches(frame, frame, frame, [], {"depth": 1.0}))

@@ -3,19 +3,19 @@ rule synthesize_gap:
     input:
         frames=results("{video}", "frames"),
         guides=results("{video}", "guides", "{gap}", "{direction}"),
+        flow=results("{video}", "flow", "{gap}"),
         keyframe=source_keyframe,
     output:
         keep(directory(results("{video}", "passes", "{gap}", "{direction}"))),
     params:
-        method=config["propagation"]["method"],
-        patch_size=config["propagation"]["patch_size"],
+        **config["propagation"],
     log:
         "logs/{video}/synthesize_gap/{gap}-{direction}.log",
     benchmark:
         results("{video}", "benchmarks", "synthesize_gap", "{gap}-{direction}.tsv")
-    threads: 1
+    threads: 2
     resources:
-        mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=40),
+        mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=200),
     conda:
         "../../envs/restyle.yaml"
     script:

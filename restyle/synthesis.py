@@ -1,0 +1,730 @@
+"""Guided patch-based synthesis: EbSynth's algorithm (Jamriska et al. 2019) in numba.
+
+Given a stylized source frame (the keyframe's ``style``) and guides that describe both the
+source and the target frame (colours, edges, positions, ...), synthesize the target's style
+so that every target patch looks like some source patch, both in style and in guides.
+
+Per target pixel ``t`` the nearest-neighbour field (NNF) names the centre ``s`` of a source
+patch.  Its energy is the weighted patch SSD over the ``p x p`` patch and all channels::
+
+    E(t, s) = sum_patch  w_style/3 |T - S|^2  +  sum_g  w_g/C_g |G_t - G_s|^2
+
+Each weight is divided by its channel count, as EbSynth's command line does, so a guide's
+weight does not depend on how many channels it has and the uniformity weight keeps
+EbSynth's meaning.  A candidate ``s'`` replaces ``s`` only if::
+
+    E(t, s') + lambda occ(s')  <  E(t, s) + lambda occ(s)
+
+where ``occ(s) = sum_{patch(s)} Omega / p^2 / omega_best``, ``Omega`` counts how many target
+patches cover each source pixel and ``omega_best = |T|/|S| p^2`` is that count for a
+perfectly even use of the source (the uniformity term of StyLit).  It stops a few source
+patches from being copied everywhere, which would wash out the style.
+
+The solver is EbSynth's: a coarse-to-fine pyramid (2x bilinear downsampling, random NNF at
+the coarsest level, NNF upsampled 2x between levels); per level ``search_vote_iters`` times
+{PatchMatch with ``patchmatch_iters`` sweeps of propagation + random search; vote: every
+target pixel becomes the plain mean of the source pixels that the ``p^2`` patches covering
+it predict}.  Given ``initial_nnf`` (the previous frame's NNF moved along the flow, see
+:func:`advect_nnf`) it runs the finest level only, starting from that field.
+
+Where this differs from EbSynth, and why:
+
+* **Deterministic in parallel.**  A PatchMatch sweep propagates from the left and upper
+  neighbours (right and lower on reverse sweeps), which is inherently sequential.  Sweeps
+  here run over 16x16 tiles in anti-diagonal wavefronts: a tile starts once the tiles to
+  its left and above are done, so every pixel propagates from final neighbours, as in a
+  sequential scan, and a good match can travel across the whole image in one sweep (a
+  Jacobi-style parallel sweep moves it one pixel).  Random-search candidates come from a
+  counter-based hash of ``(seed, level, iteration, pixel)``, not from a shared generator.
+* **Uniformity bookkeeping.**  ``sum_{patch(s)} Omega`` for every source centre ``s`` is one
+  integer map: the NNF's per-centre counts filtered with the overlap-area kernel
+  ``(p - |dx|)(p - |dy|)``, so a candidate's occupancy is one lookup instead of a ``p^2``
+  sum.  EbSynth updates Omega after every accepted move; here the moves of a diagonal of
+  tiles are applied between diagonals, so tiles running side by side see each other's
+  moves one diagonal later.  Integer updates: exact, and the same whatever the order.
+  (Holding Omega fixed for a whole sweep, the simpler choice, makes the field oscillate:
+  every pixel leaves an over-used region at once and comes back the sweep after.)
+* Patches are clamped at the borders of *both* images (edge replication), and source patch
+  centres may lie anywhere in the source.  EbSynth keeps source centres ``r`` pixels from
+  the border, so a target border pixel can never be predicted by its own source pixel and
+  borders come out smeared; here the identity mapping is reachable everywhere.
+* The working data are float32 feature planes with ``sqrt(weight)`` folded into each
+  channel, interleaved per pixel, so one patch row is a single contiguous run of
+  ``p * channels`` floats: the SSD is one vectorised loop per row, with EbSynth's early
+  exit after each row.  Channels with zero weight are dropped.
+* Voting is parallel (EbSynth's CPU voting is single-threaded) and the target style is
+  kept in float between votes instead of being rounded to 8 bits.
+* Starting from ``initial_nnf`` the random search skips EbSynth's three largest radii
+  (``search_radius``): their samples almost never win there and, being cache misses, they
+  cost the most.
+
+Results are the same bytes for the same inputs and seed on a given machine, whatever the
+thread count (float sums are vectorised in an order fixed at compile time, which may differ
+between CPU types).  Compiled kernels are cached on disk (numba ``cache=True``), so a new
+process only pays for loading them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numba
+import numpy as np
+from numba import njit, prange
+
+# 'reassoc' lets LLVM vectorise the SSD reduction (the order of the adds is fixed when the
+# kernel is compiled, so results still do not depend on threads); no nnan/ninf assumptions.
+_FASTMATH = {"reassoc", "contract"}
+_TILE = 16  # wavefront tile side; the uniformity term sees moves between diagonals of tiles
+_MASK32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    """Result of :func:`synthesize`.
+
+    Attributes
+    ----------
+    image : uint8 (Ht, Wt, 3)
+        The synthesized target style.
+    error : float32 (Ht, Wt)
+        Per target pixel, the final patch energy at the finest level (style + guides,
+        weights as in the energy above) divided by ``p^2`` and by the total weight
+        ``style_weight + sum(guide_weights)``: a weighted mean squared difference per patch
+        pixel, in squared 0..255 units, comparable between calls with other weights.
+    nnf : int32 (Ht, Wt, 2)
+        Per target pixel, ``(x, y)`` of the centre of its source patch.
+    """
+
+    image: np.ndarray
+    error: np.ndarray
+    nnf: np.ndarray
+
+
+# --------------------------------------------------------------------------------------
+# Kernels
+# --------------------------------------------------------------------------------------
+
+@njit(inline="always")
+def _hash32(x):
+    # Integer hash with a multiplier below 2^27, so int64 products never overflow.
+    x = x & 0xFFFFFFFF
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & 0xFFFFFFFF
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & 0xFFFFFFFF
+    return (x >> 16) ^ x
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _patch_ssd(T, S, tx, ty, sx, sy, p, C, bound):
+    """SSD of the target patch at padded top-left (tx, ty) and the source one at (sx, sy).
+
+    Rows are contiguous runs of p*C floats.  Stops once the sum reaches ``bound``: the
+    candidate has lost, and its exact energy is not needed.
+    """
+    n = p * C
+    to = tx * C
+    so = sx * C
+    acc = np.float32(0.0)
+    for j in range(p):
+        # Slices indexed from 0 by the loop counter: numba can then drop its negative-index
+        # fix-up and LLVM vectorises the loop.
+        trow = T[ty + j, to:to + n]
+        srow = S[sy + j, so:so + n]
+        for k in range(n):
+            d = trow[k] - srow[k]
+            acc += d * d
+        if acc >= bound:
+            return acc
+    return acc
+
+
+@njit
+def _stamp(occupancy, sx, sy, p, sign):
+    """Add ``sign`` times one patch at centre (sx, sy) to the overlap counts (see _occupancy):
+    ``(p - |dx|)(p - |dy|)`` around it, clipped to the source."""
+    source_h, source_w = occupancy.shape
+    x0 = max(sx - p + 1, 0)
+    x1 = min(sx + p, source_w)
+    for v in range(max(sy - p + 1, 0), min(sy + p, source_h)):
+        wy = sign * (p - abs(v - sy))
+        row = occupancy[v, x0:x1]
+        for k in range(x1 - x0):
+            row[k] += wy * (p - abs(x0 + k - sx))
+
+
+@njit(cache=True, parallel=True, fastmath=_FASTMATH)
+def _patchmatch_sweep(T, S, C, p, nnf, E, occupancy, occ_weight, reverse, recompute, key, max_radius,
+                      anchor, coherence):
+    """One PatchMatch sweep over the whole target, in place.
+
+    Tiles run in anti-diagonal wavefronts, in parallel within a diagonal.  A pixel reads the
+    NNF only of its own tile and of tiles on earlier diagonals (all final), and ``occupancy``
+    only between diagonals' updates, so the result does not depend on the thread count.
+
+    T, S : float32 (Hp, Wp * C) padded, weighted target / source features
+    nnf : int32 (Ht, Wt, 2) source centres, updated in place
+    E : float32 (Ht, Wt) patch energies of ``nnf``, updated in place
+    occupancy : int32 (Hs, Ws) see :func:`_occupancy`; kept up to date as matches move
+    occ_weight : lambda / p^2 / omega_best: ``occupancy * occ_weight = lambda * occ``
+    reverse : scan from the bottom-right, propagating from the right and lower neighbours
+    recompute : the target style changed since ``E`` was computed (a vote ran)
+    key : 32-bit random key of this sweep
+    max_radius : radii of the random search above this are skipped
+    anchor : int32 (Ht, Wt, 2) the previous frame's matches moved along the flow; keeping
+        one costs ``coherence`` less, so a match moves only when clearly better (a patch
+        that hops between near-equal sources from frame to frame is what flickers)
+    coherence : float32 energy bonus of the anchored match (0: no anchor)
+    """
+    height, width = nnf.shape[:2]
+    source_h, source_w = occupancy.shape
+    origin = nnf.copy()  # to find the matches that moved, for the occupancy updates
+    q = -1 if reverse else 1
+    # Random-search radii max(W, H) * 0.5^k down to 1, tried smallest first like EbSynth.
+    r0 = max(source_w, source_h)
+    while r0 > max(max_radius, 1):
+        r0 //= 2
+    n_radii = 0
+    r = r0
+    while r >= 1:
+        n_radii += 1
+        r //= 2
+    radii = np.empty(n_radii, np.int64)
+    r = r0
+    for i in range(n_radii):
+        radii[n_radii - 1 - i] = r
+        r //= 2
+
+    tiles_x = (width + _TILE - 1) // _TILE
+    tiles_y = (height + _TILE - 1) // _TILE
+    # Tiles on one anti-diagonal depend only on tiles of the previous ones: run them in
+    # parallel, the diagonals in order.
+    for diagonal in range(tiles_x + tiles_y - 1):
+        first = max(0, diagonal - tiles_x + 1)
+        last = min(tiles_y - 1, diagonal)
+        for i in prange(last - first + 1):
+            tile_y = first + i
+            tile_x = diagonal - tile_y
+            if reverse:
+                tile_y = tiles_y - 1 - tile_y
+                tile_x = tiles_x - 1 - tile_x
+            y0 = tile_y * _TILE
+            x0 = tile_x * _TILE
+            y1 = min(y0 + _TILE, height)
+            x1 = min(x0 + _TILE, width)
+            for yy in range(y1 - y0):
+                y = y1 - 1 - yy if reverse else y0 + yy
+                for xx in range(x1 - x0):
+                    x = x1 - 1 - xx if reverse else x0 + xx
+                    bx = nnf[y, x, 0]
+                    by = nnf[y, x, 1]
+                    if recompute:
+                        be = _patch_ssd(T, S, x, y, bx, by, p, C, np.float32(np.inf))
+                    else:
+                        be = E[y, x]
+                    ax = anchor[y, x, 0]
+                    ay = anchor[y, x, 1]
+                    bp = occupancy[by, bx] * occ_weight
+                    if bx == ax and by == ay:
+                        bp -= coherence
+
+                    # Propagation: the already-final neighbour before us in scan order,
+                    # shifted by one pixel (skipped when it leaves the source, as in EbSynth).
+                    for axis in range(2):
+                        nx = x - q if axis == 0 else x
+                        ny = y - q if axis == 1 else y
+                        if nx < 0 or nx >= width or ny < 0 or ny >= height:
+                            continue
+                        cx = nnf[ny, nx, 0] + (q if axis == 0 else 0)
+                        cy = nnf[ny, nx, 1] + (q if axis == 1 else 0)
+                        if cx < 0 or cx >= source_w or cy < 0 or cy >= source_h:
+                            continue
+                        if cx == bx and cy == by:
+                            continue
+                        cp = occupancy[cy, cx] * occ_weight
+                        if cx == ax and cy == ay:
+                            cp -= coherence
+                        bound = be + bp - cp  # the candidate wins iff its SSD is below this
+                        if bound > 0:
+                            e = _patch_ssd(T, S, x, y, cx, cy, p, C, bound)
+                            if e < bound:
+                                bx, by, be, bp = cx, cy, e, cp
+
+                    # Random search in shrinking windows around the propagated match.
+                    h = _hash32(key ^ _hash32(y * width + x))
+                    px = bx
+                    py = by
+                    for k in range(n_radii):
+                        rad = radii[k]
+                        lo_x = max(px - rad, 0)
+                        lo_y = max(py - rad, 0)
+                        span_x = min(px + rad, source_w - 1) - lo_x + 1
+                        span_y = min(py + rad, source_h - 1) - lo_y + 1
+                        # One 32-bit hash per candidate: 16 bits for x, 16 for y, scaled to
+                        # the window by a multiply-shift instead of a division.
+                        h = _hash32(h + 0x9E3779B9)
+                        cx = lo_x + (((h & 0xFFFF) * span_x) >> 16)
+                        cy = lo_y + (((h >> 16) * span_y) >> 16)
+                        if cx == bx and cy == by:
+                            continue
+                        cp = occupancy[cy, cx] * occ_weight
+                        if cx == ax and cy == ay:
+                            cp -= coherence
+                        bound = be + bp - cp
+                        if bound > 0:
+                            e = _patch_ssd(T, S, x, y, cx, cy, p, C, bound)
+                            if e < bound:
+                                bx, by, be, bp = cx, cy, e, cp
+
+                    nnf[y, x, 0] = bx
+                    nnf[y, x, 1] = by
+                    E[y, x] = be
+
+        # The next diagonal sees where this one moved its matches.  Integer updates, so
+        # their order does not matter; applied here, between diagonals, nobody reads them
+        # half-done.
+        if occ_weight != 0:
+            for i in range(last - first + 1):
+                tile_y = first + i
+                tile_x = diagonal - tile_y
+                if reverse:
+                    tile_y = tiles_y - 1 - tile_y
+                    tile_x = tiles_x - 1 - tile_x
+                for y in range(tile_y * _TILE, min(tile_y * _TILE + _TILE, height)):
+                    for x in range(tile_x * _TILE, min(tile_x * _TILE + _TILE, width)):
+                        ox = origin[y, x, 0]
+                        oy = origin[y, x, 1]
+                        if ox != nnf[y, x, 0] or oy != nnf[y, x, 1]:
+                            _stamp(occupancy, ox, oy, p, -1)
+                            _stamp(occupancy, nnf[y, x, 0], nnf[y, x, 1], p, 1)
+
+
+@njit(cache=True, parallel=True, fastmath=_FASTMATH)
+def _patch_energies(T, S, C, p, nnf, out):
+    """Full patch SSD of every target pixel against its current match."""
+    height, width = nnf.shape[:2]
+    for y in prange(height):
+        for x in range(width):
+            out[y, x] = _patch_ssd(T, S, x, y, nnf[y, x, 0], nnf[y, x, 1], p, C, np.float32(np.inf))
+
+
+@njit(cache=True, parallel=True)
+def _vote(style, nnf, p, acc, out, T, scale):
+    """Each target pixel = mean of the source style pixels its p^2 covering patches predict.
+
+    Every target patch adds its whole source patch onto an accumulator (contiguous rows,
+    which vectorise, rather than p^2 scattered reads per pixel).  Patch rows ``p`` apart
+    never overlap, so rows are processed in ``p`` phases of ``y % p``, each in parallel: the
+    order of the additions, hence the bits of the result, do not depend on threads.
+
+    style : float32 (Hs+2r, (Ws+2r)*3) source style, edge-padded by r = p // 2 (source
+        patches are clamped at the border), so every source patch lies inside it
+    acc : float32 (Ht+2r, (Wt+2r)*3) scratch accumulator, target padded by r
+    out : float32 (Ht, Wt, 3) the estimate
+    T : padded target features; their style channels 0..2 get ``out * scale`` (not when
+        ``scale`` is 0: the style then is not part of the features)
+    """
+    height, width = nnf.shape[:2]
+    r = p // 2
+    n = 3 * p
+    acc[:] = 0.0
+    for phase in range(p):
+        for i in prange((height - phase + p - 1) // p):
+            y = phase + i * p
+            for x in range(width):
+                # Target patch top-left in padded coordinates is (x, y); the source one is the
+                # centre nnf(x, y) + r - r.
+                sx = nnf[y, x, 0]
+                sy = nnf[y, x, 1]
+                for j in range(p):
+                    arow = acc[y + j, 3 * x:3 * x + n]
+                    srow = style[sy + j, 3 * sx:3 * sx + n]
+                    for k in range(n):
+                        arow[k] += srow[k]
+    for y in prange(height):
+        # Only patches centred inside the target vote (as in EbSynth): fewer at the border.
+        rows = min(y + r, height - 1) - max(y - r, 0) + 1
+        for x in range(width):
+            inv = np.float32(1.0) / np.float32(rows * (min(x + r, width - 1) - max(x - r, 0) + 1))
+            for c in range(3):
+                out[y, x, c] = acc[y + r, 3 * (x + r) + c] * inv
+    if scale != 0:
+        C = T.shape[1] // (width + 2 * r)
+        for py in prange(height + 2 * r):
+            y = min(max(py - r, 0), height - 1)
+            for px in range(width + 2 * r):
+                x = min(max(px - r, 0), width - 1)
+                for c in range(3):
+                    T[py, px * C + c] = out[y, x, c] * scale
+
+
+@njit(cache=True, parallel=True)
+def _pack(out, image, c0, scale, r):
+    """Write ``image * scale`` into channels c0.. of ``out``, edge-replicated by ``r``."""
+    height, width, n = image.shape
+    for py in prange(height + 2 * r):
+        y = min(max(py - r, 0), height - 1)
+        for px in range(width + 2 * r):
+            x = min(max(px - r, 0), width - 1)
+            for c in range(n):
+                out[py, px, c0 + c] = image[y, x, c] * scale
+
+
+# --------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------
+
+def _key(*values: int) -> int:
+    """Mix integers into a 32-bit key (the same hash as the kernels, in Python)."""
+    def h(x):
+        x &= _MASK32
+        x = (((x >> 16) ^ x) * 0x45D9F3B) & _MASK32
+        x = (((x >> 16) ^ x) * 0x45D9F3B) & _MASK32
+        return (x >> 16) ^ x
+
+    key = 0x2545F491
+    for v in values:
+        key = h(key ^ h(int(v) & _MASK32))
+    return key
+
+
+def _hash32_np(x: np.ndarray) -> np.ndarray:
+    """:func:`_hash32` on an array (uint64 arithmetic, the same values)."""
+    x = x.astype(np.uint64) & np.uint64(_MASK32)
+    x = (((x >> np.uint64(16)) ^ x) * np.uint64(0x45D9F3B)) & np.uint64(_MASK32)
+    x = (((x >> np.uint64(16)) ^ x) * np.uint64(0x45D9F3B)) & np.uint64(_MASK32)
+    return (x >> np.uint64(16)) ^ x
+
+
+def _random_nnf(target_h: int, target_w: int, source_h: int, source_w: int, key: int) -> np.ndarray:
+    """Uniformly random source centres, a counter-based hash of (key, pixel)."""
+    h = _hash32_np(np.uint64(key) ^ _hash32_np(np.arange(target_h * target_w, dtype=np.uint64)))
+    nnf = np.empty((target_h, target_w, 2), np.int32)
+    nnf[..., 0] = ((h & np.uint64(0xFFFF)) * np.uint64(source_w) >> np.uint64(16)).reshape(target_h, target_w)
+    nnf[..., 1] = ((h >> np.uint64(16)) * np.uint64(source_h) >> np.uint64(16)).reshape(target_h, target_w)
+    return nnf
+
+
+def _occupancy(nnf: np.ndarray, source_h: int, source_w: int, p: int) -> np.ndarray:
+    """Per source centre s: the sum over the source pixels u of patch(s) of Omega(u), int32.
+
+    Omega(u) counts the target patches covering u, so the sum is the total overlap area of
+    patch(s) with all target patches' source patches: the NNF's per-centre counts filtered
+    with the overlap-area kernel (p - |dx|)(p - |dy|), which is separable.  The sweeps keep
+    it up to date with :func:`_stamp`; integers, so both ways give the same numbers.
+    """
+    counts = np.bincount((nnf[..., 1].astype(np.int64) * source_w + nnf[..., 0]).ravel(),
+                         minlength=source_w * source_h).reshape(source_h, source_w)
+    tri = (p - np.abs(np.arange(1 - p, p))).astype(np.float64)
+    # float64 holds these integer sums exactly; zero outside the source, like _stamp.
+    overlap = cv2.sepFilter2D(counts.astype(np.float64), cv2.CV_64F, tri, tri, borderType=cv2.BORDER_CONSTANT)
+    return np.rint(overlap).astype(np.int32)
+
+
+def _level_size(width: int, height: int, level: int) -> tuple[int, int]:
+    """EbSynth's level size: the base size times 2^-level, truncated."""
+    return max(1, int(width * 0.5 ** level)), max(1, int(height * 0.5 ** level))
+
+
+def pyramid_depth(height: int, width: int, patch_size: int) -> int:
+    """As many pyramid levels as keep the smaller side >= ``2 * patch_size + 1`` (at least 1).
+
+    512x512 with 5x5 patches gives 6 levels (512 ... 16), as EbSynth chooses.
+    """
+    depth = 0
+    while min(_level_size(width, height, depth)) >= 2 * patch_size + 1:
+        depth += 1
+    return max(depth, 1)
+
+
+def _downsample(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    # At a 2x factor, bilinear resampling averages 2x2 blocks: a proper area pyramid.
+    out = cv2.resize(image.astype(np.float32, copy=False), size, interpolation=cv2.INTER_LINEAR)
+    return out.reshape(size[1], size[0], *image.shape[2:])
+
+
+def _upscale_nnf(nnf: np.ndarray, target_w: int, target_h: int, source_w: int, source_h: int) -> np.ndarray:
+    """EbSynth's 2x NNF upsampling: 2 * nnf(x/2, y/2) + (x%2, y%2), clamped to the source."""
+    ys = np.minimum(np.arange(target_h) // 2, nnf.shape[0] - 1)
+    xs = np.minimum(np.arange(target_w) // 2, nnf.shape[1] - 1)
+    up = nnf[ys[:, None], xs[None, :]] * 2
+    up[..., 0] += (np.arange(target_w) % 2)[None, :]
+    up[..., 1] += (np.arange(target_h) % 2)[:, None]
+    np.clip(up[..., 0], 0, source_w - 1, out=up[..., 0])
+    np.clip(up[..., 1], 0, source_h - 1, out=up[..., 1])
+    return np.ascontiguousarray(up, dtype=np.int32)
+
+
+def _as_planes(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    return image[..., None] if image.ndim == 2 else image
+
+
+def _validate(style, source_guides, target_guides, guide_weights, style_weight, patch_size,
+              search_vote_iters, patchmatch_iters):
+    style = np.asarray(style)
+    if style.ndim != 3 or style.shape[2] != 3 or style.dtype != np.uint8:
+        raise ValueError(f"style must be uint8 (H, W, 3), got {style.dtype} {style.shape}")
+    if not (len(source_guides) == len(target_guides) == len(guide_weights)):
+        raise ValueError(f"need one target guide and one weight per source guide; got "
+                         f"{len(source_guides)} source guides, {len(target_guides)} target guides, "
+                         f"{len(guide_weights)} weights")
+    if patch_size < 3 or patch_size % 2 == 0:
+        raise ValueError(f"patch_size must be odd and >= 3, got {patch_size}")
+    if search_vote_iters < 0 or patchmatch_iters < 0:
+        raise ValueError(f"iteration counts must be >= 0, got search_vote_iters={search_vote_iters}, "
+                         f"patchmatch_iters={patchmatch_iters}")
+    if not (np.isfinite(style_weight) and style_weight >= 0):
+        raise ValueError(f"style_weight must be finite and >= 0, got {style_weight}")
+    target_shape = None
+    for i, (src, tgt, w) in enumerate(zip(source_guides, target_guides, guide_weights)):
+        src, tgt = np.asarray(src), np.asarray(tgt)
+        if src.ndim not in (2, 3) or tgt.ndim not in (2, 3):
+            raise ValueError(f"guide {i}: arrays must be (H, W) or (H, W, C); "
+                             f"got source {src.shape}, target {tgt.shape}")
+        if src.shape[:2] != style.shape[:2]:
+            raise ValueError(f"guide {i}: source guide is {src.shape} but the style is {style.shape}; "
+                             f"source guides must have the style's height and width")
+        channels_s = 1 if src.ndim == 2 else src.shape[2]
+        channels_t = 1 if tgt.ndim == 2 else tgt.shape[2]
+        if channels_s != channels_t:
+            raise ValueError(f"guide {i}: source {src.shape} and target {tgt.shape} "
+                             f"have different channel counts")
+        if target_shape is None:
+            target_shape = tgt.shape[:2]
+        elif tgt.shape[:2] != target_shape:
+            raise ValueError(f"guide {i}: target guide is {tgt.shape} but target guide 0 is "
+                             f"{target_shape}; all target guides must have the same size")
+        if not (np.isfinite(w) and w >= 0):
+            raise ValueError(f"guide {i}: weight must be finite and >= 0, got {w}")
+    return style, (target_shape if target_shape is not None else style.shape[:2])
+
+
+def _features(images, scales, r):
+    """Weighted feature planes, interleaved per pixel, edge-padded by ``r``: (H+2r, (W+2r)*C).
+
+    Each input is multiplied by its ``sqrt(weight / channels)``, so that plain squared
+    differences of features carry the energy's weights; inputs with zero weight are left out.
+    """
+    used = [(_as_planes(a), s) for a, s in zip(images, scales) if s > 0]
+    if not used:  # nothing is weighted: every patch costs 0
+        used = [(np.zeros((*images[0].shape[:2], 1), np.float32), 0.0)]
+    h, w = used[0][0].shape[:2]
+    out = np.empty((h + 2 * r, w + 2 * r, sum(a.shape[2] for a, _ in used)), np.float32)
+    c = 0
+    for a, s in used:
+        _pack(out, np.ascontiguousarray(a, dtype=np.float32), c, np.float32(s), r)
+        c += a.shape[2]
+    return out.reshape(h + 2 * r, -1)
+
+
+# --------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------
+
+def synthesize(style: np.ndarray, source_guides: Sequence[np.ndarray], target_guides: Sequence[np.ndarray],
+               guide_weights: Sequence[float], *, style_weight: float = 1.0, patch_size: int = 5,
+               uniformity: float = 3500.0, pyramid_levels: int | None = None, search_vote_iters: int = 6,
+               patchmatch_iters: int = 4, search_radius: int | None = None, seed: int = 0,
+               initial_nnf: np.ndarray | None = None, threads: int | None = None,
+               output: str = "vote", coherence: float = 0.0) -> Synthesis:
+    """Synthesize the target's style from a stylized source and matching guides (EbSynth).
+
+    Parameters
+    ----------
+    style : uint8 (Hs, Ws, 3)
+        The stylized source frame (keyframe).
+    source_guides, target_guides : sequences of arrays (H, W) or (H, W, C), float or uint8
+        Matched pairs: guide ``i`` has the same channel count in both, the source one at the
+        style's size, the target ones all at the target size (which may differ from the
+        source's; with no guides at all, the target has the source's size).  Values in
+        0..255 units: scale them before.
+    guide_weights : sequence of float
+        One weight ``w_g >= 0`` per guide, divided by the guide's channel count.
+    style_weight : float
+        Weight of the style term, divided by 3: the target's current estimate (the last vote)
+        against the source style.
+    patch_size : int
+        Odd patch side ``p``.
+    uniformity : float
+        ``lambda`` of the uniformity term; 0 turns it off.
+    pyramid_levels : int, optional
+        Number of levels, capped at :func:`pyramid_depth`; default: all of them.  Ignored with
+        ``initial_nnf``.
+    search_vote_iters, patchmatch_iters : int
+        Per level: this many times {``patchmatch_iters`` PatchMatch sweeps, then a vote}.
+    search_radius : int, optional
+        Largest random-search radius at the finest level (halved per coarser level); the
+        radii tried are EbSynth's ``max(Ws, Hs) * 0.5^k`` that do not exceed it.  Default:
+        all of them (``max(Ws, Hs)``) from scratch, ``max(Ws, Hs) / 8`` with
+        ``initial_nnf``, where far samples rarely win yet cost the most.
+    seed : int
+        Key of the random NNF initialisation and of the random search.
+    initial_nnf : int (Ht, Wt, 2), optional
+        A starting NNF, e.g. the previous frame's moved along the flow by :func:`advect_nnf`.
+        Synthesis then runs at the finest level only: the field already holds the coarse
+        structure that the pyramid exists to find, so a frame of a video needs only a few
+        iterations.  Values are clamped to the source.
+    threads : int, optional
+        Number of numba threads for this call (capped at numba's maximum); the result does
+        not depend on it.
+    output : {"vote", "nearest"}
+        How the final image is read from the field.  ``vote`` (EbSynth): each pixel is the
+        mean of the p^2 source pixels its overlapping patches predict, which smooths patch
+        seams but also softens the strokes.  ``nearest``: each pixel is the source pixel at
+        its own patch centre, as sharp as the keyframe itself.  The EM iterations vote in
+        both cases; only the returned image differs.
+    coherence : float
+        With ``initial_nnf``: how much better (in the units of ``error``) another match must
+        be before a pixel leaves its initial one.  Matches that hop between near-equal
+        source patches from frame to frame are what makes patch-based video flicker;
+        0 disables it.
+
+    Returns
+    -------
+    Synthesis
+        ``image``, ``error`` and ``nnf`` of the finest level.
+
+    Raises
+    ------
+    ValueError
+        On a bad style, mismatched guide counts, shapes or channel counts (naming the guide
+        index and its shapes), negative weights, an even patch size or a bad ``initial_nnf``.
+    """
+    if coherence < 0:
+        raise ValueError(f"coherence must be >= 0, got {coherence}")
+    if output not in ("vote", "nearest"):
+        raise ValueError(f"output must be 'vote' or 'nearest', got {output!r}")
+    style, (target_h, target_w) = _validate(style, source_guides, target_guides, guide_weights,
+                                            style_weight, patch_size, search_vote_iters, patchmatch_iters)
+    source_h, source_w = style.shape[:2]
+    p = int(patch_size)
+    r = p // 2
+    if initial_nnf is not None:
+        initial_nnf = np.asarray(initial_nnf)
+        if initial_nnf.shape != (target_h, target_w, 2) or not np.issubdtype(initial_nnf.dtype, np.integer):
+            raise ValueError(f"initial_nnf is {initial_nnf.dtype} {initial_nnf.shape}, expected integer "
+                             f"{(target_h, target_w, 2)}")
+        levels = 1
+    else:
+        levels = pyramid_depth(min(source_h, target_h), min(source_w, target_w), p)
+        if pyramid_levels is not None:
+            levels = max(1, min(int(pyramid_levels), levels))
+
+    source_planes = [_as_planes(g) for g in source_guides]
+    target_planes = [_as_planes(g) for g in target_guides]
+    style_f = style.astype(np.float32)
+    # sqrt(weight / channels) per input: squared differences then carry weight / channels.
+    scales = [float(np.sqrt(style_weight / 3.0))]
+    scales += [float(np.sqrt(w / g.shape[2])) for w, g in zip(guide_weights, source_planes)]
+    total_weight = style_weight + float(sum(guide_weights))
+    style_scale = scales[0]
+
+    previous_threads = numba.get_num_threads()
+    if threads is not None:
+        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        # Pyramids, finest first, each level resampled from the one below it.
+        pyramid = []
+        s_style, s_guides, t_guides = style_f, source_planes, target_planes
+        for level in range(levels):
+            if level > 0:
+                ssize = _level_size(source_w, source_h, level)
+                tsize = _level_size(target_w, target_h, level)
+                s_style = _downsample(s_style, ssize)
+                s_guides = [_downsample(g, ssize) for g in s_guides]
+                t_guides = [_downsample(g, tsize) for g in t_guides]
+            pyramid.append((s_style, s_guides, t_guides))
+
+        nnf = None
+        for level in reversed(range(levels)):
+            s_style, s_guides, t_guides = pyramid[level]
+            sh, sw = s_style.shape[:2]
+            th, tw = t_guides[0].shape[:2] if t_guides else (sh, sw)
+            S = _features([s_style, *s_guides], scales, r)
+            # The target's style channels are placeholders until the first vote fills them.
+            T = _features([np.zeros((th, tw, 3), np.float32), *t_guides], scales, r)
+            C = S.shape[1] // (sw + 2 * r)
+
+            if initial_nnf is not None:
+                nnf = np.empty((th, tw, 2), np.int32)
+                nnf[..., 0] = np.clip(initial_nnf[..., 0], 0, sw - 1)
+                nnf[..., 1] = np.clip(initial_nnf[..., 1], 0, sh - 1)
+            elif nnf is None:
+                nnf = _random_nnf(th, tw, sh, sw, _key(seed, level, 0xA11CE))
+            else:
+                nnf = _upscale_nnf(nnf, tw, th, sw, sh)
+
+            style_padded = np.pad(s_style, ((r, r), (r, r), (0, 0)), mode="edge").reshape(sh + 2 * r, -1)
+            votes = np.empty((th + 2 * r, (tw + 2 * r) * 3), np.float32)
+            estimate = np.empty((th, tw, 3), np.float32)
+            _vote(style_padded, nnf, p, votes, estimate, T, np.float32(style_scale))
+            E = np.empty((th, tw), np.float32)
+            sweep = 0
+            occupancy = _occupancy(nnf, sh, sw, p)
+            # lambda * occ(s) = lambda * occupancy(s) / p^2 / omega_best, omega_best = |T|/|S| p^2
+            occ_weight = np.float32(uniformity * sw * sh / (p ** 4 * tw * th))
+            if search_radius is not None:
+                max_radius = max(1, int(search_radius * 0.5 ** level))
+            elif initial_nnf is not None:
+                # The field is already right up to the motion error: skip EbSynth's three
+                # largest radii, whose samples almost never win and, being cache misses,
+                # cost the most (see benchmarks/bench_synthesis_engine.py).
+                max_radius = max(sw, sh) // 8
+            else:
+                max_radius = max(sw, sh)
+            if initial_nnf is not None and coherence > 0:
+                anchor = nnf.copy()
+                # In the units of the error map: per patch pixel and per unit of weight.
+                coherence_energy = np.float32(coherence * p * p * total_weight)
+            else:
+                anchor = np.full((th, tw, 2), -1, np.int32)
+                coherence_energy = np.float32(0.0)
+            for em in range(search_vote_iters):
+                for it in range(patchmatch_iters):
+                    _patchmatch_sweep(T, S, C, p, nnf, E, occupancy, occ_weight, sweep % 2 == 1, it == 0,
+                                      _key(seed, level, em, it), max_radius, anchor, coherence_energy)
+                    sweep += 1
+                _vote(style_padded, nnf, p, votes, estimate, T, np.float32(style_scale))
+
+        _patch_energies(T, S, C, p, nnf, E)
+    finally:
+        numba.set_num_threads(previous_threads)
+
+    error = E / np.float32(p * p * max(total_weight, 1e-12))
+    if output == "nearest":
+        image = style[nnf[..., 1], nnf[..., 0]]
+    else:
+        image = np.clip(np.rint(estimate), 0, 255).astype(np.uint8)
+    return Synthesis(image=image, error=error.astype(np.float32), nnf=nnf)
+
+
+def advect_nnf(nnf: np.ndarray, flow_to_previous: np.ndarray) -> np.ndarray:
+    """Move the previous frame's NNF to this frame along the flow (nearest neighbour).
+
+    Pixel ``(x, y)`` of this frame is at ``(x, y) + flow_to_previous[y, x]`` in the previous
+    one; it takes the NNF entry of the nearest previous pixel, positions clamped to the frame.
+    Entries are copied, so they stay inside the source the NNF points into.
+
+    Parameters
+    ----------
+    nnf : int (H, W, 2)
+        The previous frame's NNF, ``(x, y)`` source patch centres.
+    flow_to_previous : float (H, W, 2)
+        Flow from this frame to the previous one.
+
+    Returns
+    -------
+    nnf : int32 (H, W, 2)
+    """
+    nnf = np.asarray(nnf)
+    if nnf.ndim != 3 or nnf.shape[2] != 2:
+        raise ValueError(f"nnf must be (H, W, 2), got {nnf.shape}")
+    if flow_to_previous.shape != nnf.shape:
+        raise ValueError(f"flow {flow_to_previous.shape} does not match the NNF {nnf.shape}")
+    h, w = nnf.shape[:2]
+    flow = np.nan_to_num(flow_to_previous.astype(np.float32))
+    xs = np.clip(np.rint(flow[..., 0] + np.arange(w, dtype=np.float32)[None, :]), 0, w - 1).astype(np.intp)
+    ys = np.clip(np.rint(flow[..., 1] + np.arange(h, dtype=np.float32)[:, None]), 0, h - 1).astype(np.intp)
+    return np.ascontiguousarray(nnf[ys, xs], dtype=np.int32)
