@@ -6,7 +6,7 @@ from restyle.keyframes import parse_gap_name
 
 io.log_to(snakemake.log[0])
 start, end = parse_gap_name(snakemake.wildcards.gap)
-fwd, bwd = snakemake.input.forward, snakemake.input.backward
+fwd, bwd = f"{snakemake.input.passes}/fwd", f"{snakemake.input.passes}/bwd"
 carried = None
 with io.staged_directory(snakemake.output[0]) as out:
     for t in range(start + 1, end):

@@ -141,3 +141,34 @@ def test_patch_propagation_rejects_unknown_guides():
     frame = texture(8)
     with pytest.raises(ValueError, match="unknown guide"):
         list(propagate_by_patches(frame, frame, frame, [], {"depth": 1.0}))
+
+
+def test_advect_positions_moves_sub_pixel_and_keeps_the_fraction():
+    from restyle.propagate import advect_positions
+
+    grid = coordinate_image(20, 30)
+    flow = np.full((20, 30, 2), 0.0, np.float32)
+    flow[..., 0] = -2.3  # each pixel was 2.3 px to the left in the previous frame
+    moved = advect_positions(grid, flow)
+    np.testing.assert_allclose(moved[5:-5, 5:-5, 0], grid[5:-5, 5:-5, 0] - 2.3, atol=1e-5)
+    np.testing.assert_allclose(moved[..., 1], grid[..., 1], atol=1e-5)
+    np.testing.assert_array_equal(advect_positions(grid, np.zeros_like(flow)), grid)
+
+
+@pytest.mark.parametrize("output", ["subpixel", "nearest", "vote"])
+def test_patch_output_modes_all_reproduce_a_translation(output):
+    from restyle.propagate import ChainStep, propagate_by_patches
+
+    big = texture(9, (100, 130))
+    frames = [shifted(big, -1.0 * t, 0.0)[18:82, 25:105] for t in range(3)]
+    to_previous = [compute_flow(b, a) for a, b in zip(frames, frames[1:])]
+    to_next = [compute_flow(a, b) for a, b in zip(frames, frames[1:])]
+    occlusions = [occlusion_mask(back, fwd) for back, fwd in zip(to_previous, to_next)]
+    steps = [ChainStep(f, edge_guide(f), p, fl, o) for f, p, fl, o in
+             zip(frames[1:], positional_guides(to_previous, occlusions), to_previous, occlusions)]
+    styled_key = 255 - frames[0]
+    results = list(propagate_by_patches(styled_key, frames[0], edge_guide(frames[0]), steps, output=output, threads=1))
+    inner = (slice(12, -12), slice(12, -12))
+    assert np.abs(results[-1][0][inner].astype(int) - (255 - frames[2])[inner]).mean() < 8
+    with pytest.raises(ValueError, match="output must be"):
+        list(propagate_by_patches(styled_key, frames[0], edge_guide(frames[0]), steps, output="blur"))

@@ -179,3 +179,19 @@ def test_pyramid_depth_matches_ebsynth():
     assert pyramid_depth(512, 512, 5) == 6
     assert pyramid_depth(H, W, 5) == 3  # 48, 24, 12 >= 11
     assert pyramid_depth(8, 8, 5) == 1
+
+
+def test_coherence_keeps_the_initial_matches_unless_another_is_much_better():
+    rng = np.random.default_rng(11)
+    image = cv2.GaussianBlur((rng.random((40, 48, 3)) * 255).astype(np.uint8), (0, 0), 1.0)
+    # A deliberately wrong start: every pixel points one pixel to the right.
+    start = np.dstack(np.meshgrid(np.arange(48), np.arange(40))).astype(np.int32)
+    start[..., 0] = np.clip(start[..., 0] + 1, 0, 47)
+    common = dict(search_vote_iters=1, patchmatch_iters=1, initial_nnf=start, threads=1, uniformity=0.0)
+    free = synthesize(image, [image], [image], [1.0], **common)
+    sticky = synthesize(image, [image], [image], [1.0], coherence=1e6, **common)
+    assert np.mean(np.all(free.nnf == start, axis=-1)) < 0.9
+    assert free.error.mean() < sticky.error.mean()
+    np.testing.assert_array_equal(sticky.nnf, start)
+    with pytest.raises(ValueError, match="coherence"):
+        synthesize(image, [image], [image], [1.0], coherence=-1.0, **common)

@@ -136,9 +136,9 @@ def test_repainting_a_keyframe_reruns_only_its_two_gaps_and_the_assembly(rendere
     cv2.imwrite(str(rendered / "painted" / "clip" / "0006.png"), painted)
 
     jobs = planned_jobs(rendered)
-    per_gap = {(rule, f"video=clip, gap={gap}") for gap in gaps for rule in ("compute_flow", "blend_gap")}
-    per_pass = {(rule, f"video=clip, gap={gap}, direction={d}") for gap in gaps for d in ("fwd", "bwd")
-                for rule in ("render_guides", "synthesize_gap")}
+    per_gap = {(rule, f"video=clip, gap={gap}") for gap in gaps
+               for rule in ("compute_flow", "synthesize_gap", "blend_gap")}
+    per_pass = {("render_guides", f"video=clip, gap={gap}, direction={d}") for gap in gaps for d in ("fwd", "bwd")}
     expected = per_gap | per_pass | {("stylize_keyframe", "video=clip, frame=00006"),
                                      ("encode_video", "video=clip"), ("encode_compare", "video=clip"),
                                      ("measure", "video=clip"), ("all", "")}

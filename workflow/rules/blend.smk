@@ -2,8 +2,7 @@ rule blend_gap:
     """Merge the forward and backward passes of a gap: error-based choice carried along the
     flow, Lab histogram blend, and gradient-domain fusion."""
     input:
-        forward=results("{video}", "passes", "{gap}", "fwd"),
-        backward=results("{video}", "passes", "{gap}", "bwd"),
+        passes=results("{video}", "passes", "{gap}"),
         flow=results("{video}", "flow", "{gap}"),
     output:
         directory(results("{video}", "blended", "{gap}")),

@@ -82,11 +82,6 @@ def gap_keyframes(wildcards):
             "right": styled_keyframe(wildcards.video, end)}
 
 
-def source_keyframe(wildcards):
-    start, end = (int(x) for x in wildcards.gap.split("-"))
-    return styled_keyframe(wildcards.video, start if wildcards.direction == "fwd" else end)
-
-
 def assembled_inputs(wildcards):
     """Everything the final video is assembled from: styled keyframes and blended gaps."""
     plan = keyframe_plan(wildcards)

@@ -1,18 +1,21 @@
 rule synthesize_gap:
-    """Carry one keyframe's look through its gap in one direction, with per-pixel errors."""
+    """Carry the keyframes' look through a gap: forward from the left keyframe and backward
+    from the right one, each frame with a per-pixel error.  One job does both directions so
+    the synthesis engine starts once per gap."""
     input:
+        unpack(gap_keyframes),
         frames=results("{video}", "frames"),
-        guides=results("{video}", "guides", "{gap}", "{direction}"),
+        guides_fwd=results("{video}", "guides", "{gap}", "fwd"),
+        guides_bwd=results("{video}", "guides", "{gap}", "bwd"),
         flow=results("{video}", "flow", "{gap}"),
-        keyframe=source_keyframe,
     output:
-        keep(directory(results("{video}", "passes", "{gap}", "{direction}"))),
+        keep(directory(results("{video}", "passes", "{gap}"))),
     params:
         **config["propagation"],
     log:
-        "logs/{video}/synthesize_gap/{gap}-{direction}.log",
+        "logs/{video}/synthesize_gap/{gap}.log",
     benchmark:
-        results("{video}", "benchmarks", "synthesize_gap", "{gap}-{direction}.tsv")
+        results("{video}", "benchmarks", "synthesize_gap", "{gap}.tsv")
     threads: 2
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=200),
