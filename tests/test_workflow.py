@@ -261,3 +261,12 @@ def test_several_videos_in_one_config_get_their_own_results(tmp_path, clip):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(tmp_path)
     assert {("extract_frames", "video=clip"), ("extract_frames", "video=second")} <= jobs
+
+
+def test_the_flow_warp_preview_method_renders_too(tmp_path, clip):
+    write_config(tmp_path, clip, propagation={"method": "warp"})
+    snakemake(tmp_path)
+    out = tmp_path / "results" / "clip"
+    assert probe_video(out / "restyled.mp4")["n_frames"] == N_FRAMES
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["e_warp"]["output"] < 0.5 * metrics["e_warp"]["per_frame_stylization"]
