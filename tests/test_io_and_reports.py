@@ -19,6 +19,15 @@ def test_images_round_trip_in_rgb_and_leave_no_temporary_files(tmp_path):
     io.write_image(tmp_path / "a.png", image)
     np.testing.assert_array_equal(io.read_image(tmp_path / "a.png"), image)
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+    # Readable by others as any new file would be, not private like a temporary file.
+    assert (tmp_path / "a.png").stat().st_mode & 0o044 == 0o044 & ~_umask()
+
+
+def _umask():
+    import os
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_unreadable_image_error_names_the_file(tmp_path):
