@@ -23,6 +23,6 @@ def restyled_frame_paths(manifest: dict, keyframe_paths: Sequence[str], gap_dirs
             for t, gap in enumerate(frame_sources(manifest))]
 
 
-def read_frames(paths: Sequence[Path]) -> Iterator[np.ndarray]:
+def read_images(paths: Sequence[Path]) -> Iterator[np.ndarray]:
     for path in paths:
         yield read_image(path)

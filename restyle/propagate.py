@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from restyle.flow import remap, warp
+from restyle.flow import remap, sampling_grid, warp
 from restyle.guides import coordinate_image, fill_holes
 
 
@@ -157,8 +157,6 @@ def advect_positions(positions: np.ndarray, flow_to_previous: np.ndarray) -> np.
     flow_to_previous : float32 (H, W, 2)
         Flow from this frame to the previous one.
     """
-    from restyle.flow import sampling_grid
-
     height, width = positions.shape[:2]
     map_x, map_y = sampling_grid(flow_to_previous)
     near_x = np.clip(np.rint(map_x), 0, width - 1).astype(np.int32)

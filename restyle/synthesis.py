@@ -154,6 +154,16 @@ def _stamp(occupancy, sx, sy, p, sign):
             row[k] += wy * (p - abs(x0 + k - sx))
 
 
+@njit(inline="always")
+def _diagonal_tile(diagonal, tile_y, tiles_x, tiles_y, reverse):
+    """(tile_x, tile_y) of the tile in row ``tile_y`` of anti-diagonal ``diagonal``,
+    mirrored when the sweep runs from the bottom-right."""
+    tile_x = diagonal - tile_y
+    if reverse:
+        return tiles_x - 1 - tile_x, tiles_y - 1 - tile_y
+    return tile_x, tile_y
+
+
 @njit(cache=True, parallel=True, fastmath=_FASTMATH)
 def _patchmatch_sweep(T, S, C, p, nnf, E, occupancy, occ_weight, reverse, recompute, key, max_radius,
                       anchor, coherence):
@@ -204,11 +214,7 @@ def _patchmatch_sweep(T, S, C, p, nnf, E, occupancy, occ_weight, reverse, recomp
         first = max(0, diagonal - tiles_x + 1)
         last = min(tiles_y - 1, diagonal)
         for i in prange(last - first + 1):
-            tile_y = first + i
-            tile_x = diagonal - tile_y
-            if reverse:
-                tile_y = tiles_y - 1 - tile_y
-                tile_x = tiles_x - 1 - tile_x
+            tile_x, tile_y = _diagonal_tile(diagonal, first + i, tiles_x, tiles_y, reverse)
             y0 = tile_y * _TILE
             x0 = tile_x * _TILE
             y1 = min(y0 + _TILE, height)
@@ -286,11 +292,7 @@ def _patchmatch_sweep(T, S, C, p, nnf, E, occupancy, occ_weight, reverse, recomp
         # half-done.
         if occ_weight != 0:
             for i in range(last - first + 1):
-                tile_y = first + i
-                tile_x = diagonal - tile_y
-                if reverse:
-                    tile_y = tiles_y - 1 - tile_y
-                    tile_x = tiles_x - 1 - tile_x
+                tile_x, tile_y = _diagonal_tile(diagonal, first + i, tiles_x, tiles_y, reverse)
                 for y in range(tile_y * _TILE, min(tile_y * _TILE + _TILE, height)):
                     for x in range(tile_x * _TILE, min(tile_x * _TILE + _TILE, width)):
                         ox = origin[y, x, 0]

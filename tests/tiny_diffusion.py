@@ -1,0 +1,162 @@
+"""Tiny, randomly initialised Stable Diffusion pipelines for tests.
+
+Real checkpoints are gigabytes and would need the network; these are a few hundred
+kilobytes, built from seeded random weights and written in the diffusers directory layout
+(``save_pretrained(safe_serialization=True)``), so tests exercise the same offline loading
+path as a real model.  The architecture mirrors SD 1.5 (CLIP text encoder, UNet with
+cross-attention in the encoder and the decoder, KL autoencoder, DDIM) at toy sizes.
+
+Nothing here touches the network: even the tokenizer is built from a vocabulary written
+here rather than downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    ControlNetModel,
+    DDIMScheduler,
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+TEXT_DIM = 32
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable character table (needed for byte-level BPE)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
+        + list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars)))
+
+
+def write_tiny_clip_vocab(directory: Path) -> tuple[Path, Path]:
+    """Write a byte-level CLIP ``vocab.json``/``merges.txt`` pair of about 600 entries.
+
+    Every byte is a token (alone and as a word end ``</w>``), so any prompt tokenizes; a
+    handful of merges make common words single tokens, which is all a tiny text encoder
+    needs to tell prompts apart.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    symbols = list(_bytes_to_unicode().values())
+    vocab_list = symbols + [s + "</w>" for s in symbols]
+    merges = ["a n", "o i", "t h", "th e</w>", "p a", "i n", "r e"]
+    for merge in merges:
+        vocab_list.append(merge.replace(" ", ""))
+    vocab_list += ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {token: index for index, token in enumerate(vocab_list)}
+    vocab_path = directory / "vocab.json"
+    merges_path = directory / "merges.txt"
+    vocab_path.write_text(json.dumps(vocab), encoding="utf-8")
+    merges_path.write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    return vocab_path, merges_path
+
+
+def tiny_tokenizer(directory: Path) -> CLIPTokenizer:
+    """A CLIP tokenizer over :func:`write_tiny_clip_vocab`'s vocabulary (77 tokens long)."""
+    vocab_path, merges_path = write_tiny_clip_vocab(directory)
+    return CLIPTokenizer(vocab=str(vocab_path), merges=str(merges_path), model_max_length=77)
+
+
+def _text_config(**extra) -> CLIPTextConfig:
+    return CLIPTextConfig(
+        bos_token_id=0, eos_token_id=2, pad_token_id=1, hidden_size=TEXT_DIM, intermediate_size=37,
+        layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=2, vocab_size=1000,
+        max_position_embeddings=77, **extra,
+    )
+
+
+def tiny_unet(**extra) -> UNet2DConditionModel:
+    """SD-style UNet: cross-attention in the low-resolution encoder and decoder blocks."""
+    options = dict(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=TEXT_DIM, attention_head_dim=(2, 4), norm_num_groups=32,
+    )
+    options.update(extra)
+    return UNet2DConditionModel(**options)
+
+
+def tiny_vae() -> AutoencoderKL:
+    """KL autoencoder downsampling by 2 (two blocks) instead of SD's 8: same code path, 16x cheaper."""
+    return AutoencoderKL(
+        block_out_channels=(32, 64), in_channels=3, out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), latent_channels=4, norm_num_groups=32,
+    )
+
+
+def tiny_scheduler() -> DDIMScheduler:
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                         clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+
+
+def build_tiny_sd(work_dir: Path, seed: int = 0) -> StableDiffusionImg2ImgPipeline:
+    """An SD 1.5-shaped img2img pipeline with seeded random weights."""
+    torch.manual_seed(seed)
+    unet = tiny_unet()
+    vae = tiny_vae()
+    text_encoder = CLIPTextModel(_text_config())
+    tokenizer = tiny_tokenizer(Path(work_dir) / "vocab")
+    return StableDiffusionImg2ImgPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=tiny_scheduler(),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+
+
+def save_tiny_sd(directory: Path, seed: int = 0) -> Path:
+    """Build :func:`build_tiny_sd` and write it in the diffusers layout (safetensors only)."""
+    directory = Path(directory)
+    build_tiny_sd(directory.parent / f"{directory.name}-vocab", seed).save_pretrained(
+        directory, safe_serialization=True)
+    return directory
+
+
+def save_tiny_controlnet(directory: Path, seed: int = 1) -> Path:
+    """A ControlNet matching :func:`tiny_unet`; its hint encoder downsamples by 2 like :func:`tiny_vae`."""
+    torch.manual_seed(seed)
+    controlnet = ControlNetModel(
+        block_out_channels=(32, 64), layers_per_block=1, in_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), cross_attention_dim=TEXT_DIM,
+        attention_head_dim=(2, 4), norm_num_groups=32, conditioning_embedding_out_channels=(16, 32),
+    )
+    controlnet.save_pretrained(directory, safe_serialization=True)
+    return Path(directory)
+
+
+def save_tiny_sdxl(directory: Path, seed: int = 0) -> Path:
+    """An SDXL-shaped img2img pipeline (two text encoders, text-time conditioning), saved."""
+    directory = Path(directory)
+    torch.manual_seed(seed)
+    unet = tiny_unet(
+        # SDXL conditions on pooled text (32) + 6 size/crop numbers embedded to 8 each.
+        addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=TEXT_DIM + 6 * 8,
+        transformer_layers_per_block=(1, 2), cross_attention_dim=2 * TEXT_DIM, use_linear_projection=True,
+    )
+    vae = tiny_vae()
+    text_encoder = CLIPTextModel(_text_config())
+    text_encoder_2 = CLIPTextModelWithProjection(_text_config(projection_dim=TEXT_DIM))
+    vocab_dir = directory.parent / f"{directory.name}-vocab"
+    pipe = StableDiffusionXLImg2ImgPipeline(
+        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+        tokenizer=tiny_tokenizer(vocab_dir), tokenizer_2=tiny_tokenizer(vocab_dir),
+        unet=unet, scheduler=tiny_scheduler(), requires_aesthetics_score=False, force_zeros_for_empty_prompt=True,
+    )
+    pipe.save_pretrained(directory, safe_serialization=True)
+    return directory
