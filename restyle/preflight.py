@@ -7,6 +7,7 @@ single frame is decoded in earnest.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -60,7 +61,31 @@ def check_config(config: dict, basedir: str | Path, config_name: str = "config.y
     elif backend == "builtin" and stylizer.get("look", "watercolor") not in LOOKS:
         errors.append(f"{config_name}: stylizer.look: unknown built-in look {stylizer.get('look')!r}; "
                       f"use one of {sorted(LOOKS)}")
+    elif backend == "diffusion":
+        errors.extend(check_diffusion_config(stylizer, config_name))
     return errors
+
+
+def check_diffusion_config(stylizer: dict, config_name: str = "config.yaml") -> list[str]:
+    """The model files exist and look loadable, and PyTorch + diffusers are installed.
+
+    Only file checks: no weights are loaded, so this is cheap enough for parse time.
+    """
+    missing = [name for name in ("torch", "diffusers", "transformers") if importlib.util.find_spec(name) is None]
+    if missing:
+        return [f"{config_name}: stylizer.backend: diffusion needs {', '.join(missing)}: "
+                "pip install -e '.[diffusion]'"]
+    model = stylizer.get("model")
+    if not model:
+        return [f"{config_name}: stylizer.model: the diffusion stylizer needs a local model "
+                "(a diffusers directory or a .safetensors file; restyle never downloads one)"]
+    from restyle.diffusion.loading import DiffusionModelError, check_model_files
+
+    try:
+        check_model_files(model, controlnet_path=stylizer.get("controlnet"), config=stylizer.get("config"))
+    except DiffusionModelError as error:
+        return [f"{error} (stylizer.model in {config_name})"]
+    return []
 
 
 def painted_files(folder: str | Path) -> dict[int, Path]:

@@ -113,7 +113,26 @@ class BuiltinStylizer:
         return LOOKS[self.look](np.ascontiguousarray(frame))
 
 
-BACKENDS: dict[str, Callable[..., Stylizer]] = {"builtin": BuiltinStylizer}
+def diffusion_stylizer(model: str | None = None, controlnet: str | None = None,
+                       controlnet_scale: float = 1.0, **options) -> Stylizer:
+    """The diffusion backend (needs the ``diffusion`` extra), with the config's option names.
+
+    ``model`` is a local diffusers directory or ``.safetensors`` checkpoint, ``controlnet``
+    a local ControlNet directory; everything else goes to
+    :class:`restyle.diffusion.DiffusionStylizer` as is.
+    """
+    try:
+        from restyle.diffusion import DiffusionStylizer
+    except ImportError as error:
+        raise ImportError(f"the diffusion stylizer needs PyTorch and diffusers ({error.name} is missing): "
+                          "pip install -e '.[diffusion]'") from None
+    if not model:
+        raise ValueError("the diffusion stylizer needs stylizer.model: a local diffusers directory or .safetensors file")
+    return DiffusionStylizer(model, controlnet_path=controlnet, controlnet_conditioning_scale=controlnet_scale,
+                             **options)
+
+
+BACKENDS: dict[str, Callable[..., Stylizer]] = {"builtin": BuiltinStylizer, "diffusion": diffusion_stylizer}
 
 
 def make_stylizer(backend: str, **options) -> Stylizer:

@@ -24,7 +24,12 @@ from diffusers import (
     StableDiffusionXLImg2ImgPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+)
 
 TEXT_DIM = 32
 
@@ -81,23 +86,43 @@ def _text_config(**extra) -> CLIPTextConfig:
 
 
 def tiny_unet(**extra) -> UNet2DConditionModel:
-    """SD-style UNet: cross-attention in the low-resolution encoder and decoder blocks."""
+    """SD-style UNet with attention in both decoder blocks (4 decoder self-attention layers).
+
+    Random initialisation gives nearly uniform attention (query-key logits ~0), under which
+    attending to more tokens only averages; trained models attend sharply to matching
+    content.  Scaling the self-attention query/key projections (sharper softmax) and output
+    projection (a stronger say in the residual stream) makes the toy behave more like the
+    real thing, so tests can see cross-frame attention act.
+    """
     options = dict(
         block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=TEXT_DIM, attention_head_dim=(2, 4), norm_num_groups=32,
     )
     options.update(extra)
-    return UNet2DConditionModel(**options)
+    unet = UNet2DConditionModel(**options)
+    with torch.no_grad():
+        for name, module in unet.named_modules():
+            if name.endswith("attn1"):
+                module.to_q.weight *= 4.0
+                module.to_k.weight *= 4.0
+                module.to_out[0].weight *= 2.0
+    return unet
 
 
 def tiny_vae() -> AutoencoderKL:
-    """KL autoencoder downsampling by 2 (two blocks) instead of SD's 8: same code path, 16x cheaper."""
+    """KL autoencoder downsampling by 2 (two blocks) instead of SD's 8: same code path, 16x cheaper.
+
+    ``scaling_factor`` brings this random encoder's latents (std ~0.25) to unit variance, as
+    SD's 0.18215 does for its trained one; with SD's value the frame would be 25x weaker than
+    the noise and every output would look alike, hiding what the tests look for.
+    """
     return AutoencoderKL(
         block_out_channels=(32, 64), in_channels=3, out_channels=3,
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), latent_channels=4, norm_num_groups=32,
+        scaling_factor=4.0,
     )
 
 
@@ -127,13 +152,22 @@ def save_tiny_sd(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-def save_tiny_controlnet(directory: Path, seed: int = 1) -> Path:
-    """A ControlNet matching :func:`tiny_unet`; its hint encoder downsamples by 2 like :func:`tiny_vae`."""
+def save_tiny_controlnet(directory: Path, seed: int = 1, sdxl: bool = False) -> Path:
+    """A ControlNet matching :func:`tiny_unet` (or the SDXL one of :func:`save_tiny_sdxl`).
+
+    Its hint encoder downsamples by 2, like :func:`tiny_vae`.
+    """
     torch.manual_seed(seed)
+    sdxl_options = dict(
+        addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=TEXT_DIM + 6 * 8, transformer_layers_per_block=(1, 2),
+        cross_attention_dim=2 * TEXT_DIM, use_linear_projection=True,
+    ) if sdxl else dict(cross_attention_dim=TEXT_DIM)
     controlnet = ControlNetModel(
         block_out_channels=(32, 64), layers_per_block=1, in_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), cross_attention_dim=TEXT_DIM,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         attention_head_dim=(2, 4), norm_num_groups=32, conditioning_embedding_out_channels=(16, 32),
+        **sdxl_options,
     )
     controlnet.save_pretrained(directory, safe_serialization=True)
     return Path(directory)

@@ -76,6 +76,47 @@ def styled_keyframe(video, frame):
     return results(video, "styled_keyframes", f"{int(frame):05d}.png")
 
 
+DIFFUSION = config["stylizer"]["backend"] == "diffusion"
+
+
+def stylizer_options():
+    """The stylizer's options from the config, without backend name and overrides."""
+    if not DIFFUSION:
+        return {"look": config["stylizer"]["look"]}
+    return {k: v for k, v in config["stylizer"].items() if k not in ("backend", "overrides", "look")}
+
+
+def keyframe_override(wildcards):
+    """This keyframe's diffusion override ({prompt, strength, seed, ...}) or None."""
+    per_video = config["stylizer"].get("overrides", {}).get(wildcards.video, {})
+    return next((v for k, v in per_video.items() if int(k) == int(wildcards.frame)), None)
+
+
+def attention_references(wildcards):
+    """Records a keyframe attends to: its scene's first and previous keyframes (none for the
+    first one, or without cross-frame attention)."""
+    if not config["stylizer"].get("cross_frame_attention", True):
+        return []
+    plan = keyframe_plan(wildcards)
+    frame = int(wildcards.frame)
+    start, end = next(s for s in plan["scenes"] if s[0] <= frame < s[1])
+    scene_keys = [k for k in plan["keyframes"] if start <= k < end]
+    position = scene_keys.index(frame)
+    if position == 0:
+        return []
+    wanted = dict.fromkeys([scene_keys[0], scene_keys[position - 1]])
+    return [results(wildcards.video, "diffusion", f"{k:05d}.safetensors") for k in wanted]
+
+
+def diffusion_inputs(wildcards):
+    """What stylize_keyframe needs of the diffusion stage (nothing for other backends)."""
+    if not DIFFUSION:
+        return []
+    if keyframe_override(wildcards) is None:
+        return [results(wildcards.video, "diffusion", f"{wildcards.frame}.png")]
+    return attention_references(wildcards)
+
+
 def gap_keyframes(wildcards):
     start, end = (int(x) for x in wildcards.gap.split("-"))
     return {"left": styled_keyframe(wildcards.video, start),

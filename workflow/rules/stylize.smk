@@ -1,20 +1,51 @@
+rule record_keyframe:
+    """Diffusion backend: a keyframe stylized with the base settings, and the record of its
+    decoder self-attention that later keyframes of the scene attend to (cross-frame
+    attention).  Overrides never reach it, so changing one touches no other keyframe."""
+    input:
+        frames=results("{video}", "frames"),
+        references=attention_references,
+    output:
+        image=results("{video}", "diffusion", "{frame}.png"),
+        record=results("{video}", "diffusion", "{frame}.safetensors"),
+    params:
+        stylizer=lambda wc: stylizer_options(),
+    log:
+        "logs/{video}/record_keyframe/{frame}.log",
+    benchmark:
+        results("{video}", "benchmarks", "record_keyframe", "{frame}.tsv")
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+    conda:
+        "../../envs/restyle-diffusion.yaml"
+    script:
+        "../../scripts/record_keyframe.py"
+
+
 rule stylize_keyframe:
-    """One keyframe's look: the user's painted file if there is one, else the stylizer."""
+    """One keyframe's look: the user's painted file if there is one, else the stylizer
+    (for diffusion: the recorded base image, or a run with this keyframe's override)."""
     input:
         frames=results("{video}", "frames"),
         painted=painted_input,
+        diffusion=diffusion_inputs,
     output:
         results("{video}", "styled_keyframes", "{frame}.png"),
     params:
-        stylizer=config["stylizer"],
+        stylizer=lambda wc: stylizer_options(),
+        backend=config["stylizer"]["backend"],
+        override=keyframe_override,
     log:
         "logs/{video}/stylize_keyframe/{frame}.log",
     benchmark:
         results("{video}", "benchmarks", "stylize_keyframe", "{frame}.tsv")
-    threads: 1
+    threads: 2 if DIFFUSION else 1
     resources:
-        mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=30),
+        gpu=lambda wc: int(DIFFUSION and keyframe_override(wc) is not None),
+        mem_mb=lambda wc: 8000 if DIFFUSION else frame_mem_mb(wc.video, per_frame=30),
     conda:
-        "../../envs/restyle.yaml"
+        "../../envs/restyle-diffusion.yaml" if DIFFUSION else "../../envs/restyle.yaml"
     script:
         "../../scripts/stylize_keyframe.py"

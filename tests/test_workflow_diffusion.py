@@ -1,0 +1,64 @@
+"""The workflow with the diffusion stylizer, on a tiny random model saved to disk."""
+
+import json
+
+import pytest
+
+pytest.importorskip("diffusers")
+
+from test_workflow import N_FRAMES, clip, one_line_error, planned_jobs, snakemake, write_config  # noqa: E402,F401
+from tiny_diffusion import save_tiny_sd  # noqa: E402
+
+from restyle.video import probe_video  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return save_tiny_sd(tmp_path_factory.mktemp("model") / "tiny-sd")
+
+
+def diffusion_config(model, **extra):
+    return {"backend": "diffusion", "model": str(model), "prompt": "an oil painting", "strength": 0.6,
+            "steps": 4, "guidance": 2.0, "seed": 3, **extra}
+
+
+@pytest.fixture(scope="module")
+def diffused(tmp_path_factory, clip, model):
+    workdir = tmp_path_factory.mktemp("diffusion-run")
+    write_config(workdir, clip, stylizer=diffusion_config(model), output={"compare": False},
+                 measure={"per_frame_reference": False})
+    snakemake(workdir)
+    return workdir
+
+
+def test_diffusion_keyframes_render_a_video_and_records_chain_within_scenes(diffused):
+    out = diffused / "results" / "clip"
+    assert probe_video(out / "restyled.mp4")["n_frames"] == N_FRAMES
+    plan = json.loads((out / "keyframes.json").read_text())
+    for key in plan["keyframes"]:
+        assert (out / "diffusion" / f"{key:05d}.safetensors").exists()
+    log = (diffused / "logs" / "clip" / "record_keyframe").iterdir()
+    assert len(list(log)) == len(plan["keyframes"])
+
+
+def test_a_prompt_override_reruns_only_that_keyframe_its_gaps_and_the_assembly(diffused, clip, model):
+    override = {"clip": {6: {"prompt": "a charcoal drawing", "seed": 9}}}
+    write_config(diffused, clip, stylizer=diffusion_config(model, overrides=override), output={"compare": False},
+                 measure={"per_frame_reference": False})
+    jobs = planned_jobs(diffused)
+    gaps = ["00000-00006", "00006-00012"]
+    expected = {(rule, f"video=clip, gap={gap}") for gap in gaps
+                for rule in ("compute_flow", "synthesize_gap", "blend_gap")}
+    expected |= {("render_guides", f"video=clip, gap={gap}, direction={d}") for gap in gaps for d in ("fwd", "bwd")}
+    expected |= {("stylize_keyframe", "video=clip, frame=00006"), ("encode_video", "video=clip"),
+                 ("measure", "video=clip"), ("all", "")}
+    assert jobs == expected
+    before = (diffused / "results" / "clip" / "styled_keyframes" / "00006.png").read_bytes()
+    snakemake(diffused)
+    assert (diffused / "results" / "clip" / "styled_keyframes" / "00006.png").read_bytes() != before
+
+
+def test_a_missing_model_is_a_one_line_error(tmp_path, clip):
+    write_config(tmp_path, clip, stylizer=diffusion_config(tmp_path / "no-such-model"))
+    message = one_line_error(tmp_path)
+    assert "no-such-model" in message and "stylizer.model" in message
