@@ -10,6 +10,8 @@ params = snakemake.params
 if snakemake.input.painted:
     logging.info("using the painted keyframe %s", snakemake.input.painted[0])
     styled = io.read_image(snakemake.input.painted[0])
+elif params.backend == "diffusion" and params.scene_batch:
+    styled = io.read_image(f"{snakemake.input.diffusion[0]}/{frame_index:05d}.png")  # from stylize_scene
 elif params.backend == "diffusion" and params.override is None:
     styled = io.read_image(snakemake.input.diffusion[0])  # the base run of record_keyframe
 elif params.backend == "diffusion":

@@ -62,3 +62,15 @@ def test_a_missing_model_is_a_one_line_error(tmp_path, clip):
     write_config(tmp_path, clip, stylizer=diffusion_config(tmp_path / "no-such-model"))
     message = one_line_error(tmp_path)
     assert "no-such-model" in message and "stylizer.model" in message
+
+
+def test_latent_deflickering_stylizes_each_scene_in_one_batch(tmp_path, clip, model):
+    write_config(tmp_path, clip, stylizer=diffusion_config(model, deflicker_steps=[0, 1]),
+                 output={"compare": False}, measure={"per_frame_reference": False})
+    snakemake(tmp_path)
+    out = tmp_path / "results" / "clip"
+    assert probe_video(out / "restyled.mp4")["n_frames"] == N_FRAMES
+    plan = json.loads((out / "keyframes.json").read_text())
+    scenes = sorted(p.name for p in (out / "diffusion_scenes").iterdir())
+    assert scenes == [f"{start:05d}" for start, _ in plan["scenes"]]
+    assert not (out / "diffusion").exists()  # no per-keyframe records in this mode

@@ -40,6 +40,7 @@ wildcard_constraints:
     gap=r"\d{5}-\d{5}",
     direction="fwd|bwd",
     frame=r"\d{5}",
+    scene=r"\d{5}",
 
 
 def results(*parts):
@@ -77,13 +78,28 @@ def styled_keyframe(video, frame):
 
 
 DIFFUSION = config["stylizer"]["backend"] == "diffusion"
+# DiffSynth's latent deflickering couples a scene's keyframes: they are stylized together.
+DEFLICKER_KEYS = ("deflicker_steps", "deflicker_weight", "deflicker_radius")
+SCENE_BATCHES = DIFFUSION and bool(config["stylizer"].get("deflicker_steps"))
 
 
 def stylizer_options():
     """The stylizer's options from the config, without backend name and overrides."""
     if not DIFFUSION:
         return {"look": config["stylizer"]["look"]}
-    return {k: v for k, v in config["stylizer"].items() if k not in ("backend", "overrides", "look")}
+    skipped = ("backend", "overrides", "look", *DEFLICKER_KEYS)
+    return {k: v for k, v in config["stylizer"].items() if k not in skipped}
+
+
+def video_overrides(wildcards):
+    """All keyframe overrides of this video, keyed by frame number."""
+    return {int(k): v for k, v in config["stylizer"].get("overrides", {}).get(wildcards.video, {}).items()}
+
+
+def scene_start(wildcards):
+    """First frame of the scene holding keyframe ``wildcards.frame``."""
+    frame = int(wildcards.frame)
+    return next(s for s, e in keyframe_plan(wildcards)["scenes"] if s <= frame < e)
 
 
 def keyframe_override(wildcards):
@@ -112,6 +128,8 @@ def diffusion_inputs(wildcards):
     """What stylize_keyframe needs of the diffusion stage (nothing for other backends)."""
     if not DIFFUSION:
         return []
+    if SCENE_BATCHES:
+        return [results(wildcards.video, "diffusion_scenes", f"{scene_start(wildcards):05d}")]
     if keyframe_override(wildcards) is None:
         return [results(wildcards.video, "diffusion", f"{wildcards.frame}.png")]
     return attention_references(wildcards)

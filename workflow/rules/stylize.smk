@@ -36,6 +36,7 @@ rule stylize_keyframe:
     params:
         stylizer=lambda wc: stylizer_options(),
         backend=config["stylizer"]["backend"],
+        scene_batch=SCENE_BATCHES,
         override=keyframe_override,
     log:
         "logs/{video}/stylize_keyframe/{frame}.log",
@@ -43,9 +44,36 @@ rule stylize_keyframe:
         results("{video}", "benchmarks", "stylize_keyframe", "{frame}.tsv")
     threads: 2 if DIFFUSION else 1
     resources:
-        gpu=lambda wc: int(DIFFUSION and keyframe_override(wc) is not None),
+        gpu=lambda wc: int(DIFFUSION and not SCENE_BATCHES and keyframe_override(wc) is not None),
         mem_mb=lambda wc: 8000 if DIFFUSION else frame_mem_mb(wc.video, per_frame=30),
     conda:
         "../../envs/restyle-diffusion.yaml" if DIFFUSION else "../../envs/restyle.yaml"
     script:
         "../../scripts/stylize_keyframe.py"
+
+
+rule stylize_scene:
+    """Diffusion with latent deflickering (DiffSynth): all keyframes of one scene stylized in
+    one batch, aligned to each other by optical flow at the chosen denoising steps."""
+    input:
+        frames=results("{video}", "frames"),
+        plan=results("{video}", "keyframes.json"),
+    output:
+        directory(results("{video}", "diffusion_scenes", "{scene}")),
+    params:
+        stylizer=lambda wc: stylizer_options(),
+        overrides=video_overrides,
+        deflicker={k: config["stylizer"][k] for k in DEFLICKER_KEYS if k in config["stylizer"]},
+        flow_preset=config["flow"]["preset"],
+    log:
+        "logs/{video}/stylize_scene/{scene}.log",
+    benchmark:
+        results("{video}", "benchmarks", "stylize_scene", "{scene}.tsv")
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+    conda:
+        "../../envs/restyle-diffusion.yaml"
+    script:
+        "../../scripts/stylize_scene.py"

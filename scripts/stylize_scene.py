@@ -1,0 +1,21 @@
+"""stylize_scene: one scene's keyframes through the diffusion model in one batch with latent
+deflickering -> diffusion_scenes/<scene>/<frame>.png."""
+from restyle import io
+from restyle.stylize import make_stylizer
+
+io.log_to(snakemake.log[0])
+plan = io.read_json(snakemake.input.plan)
+start = int(snakemake.wildcards.scene)
+end = next(e for s, e in plan["scenes"] if s == start)
+keys = [k for k in plan["keyframes"] if start <= k < end]
+stylizer = make_stylizer("diffusion", **snakemake.params.stylizer, overrides=snakemake.params.overrides,
+                         torch_threads=snakemake.threads)
+deflicker = snakemake.params.deflicker
+images = stylizer.stylize_batch([io.read_frame(snakemake.input.frames, k) for k in keys], keys,
+                                deflicker_steps=deflicker["deflicker_steps"],
+                                deflicker_weight=deflicker.get("deflicker_weight", 1.0),
+                                deflicker_radius=deflicker.get("deflicker_radius", 1),
+                                flow_preset=snakemake.params.flow_preset)
+with io.staged_directory(snakemake.output[0]) as out:
+    for key, image in zip(keys, images):
+        io.write_image(out / io.frame_name(key), image)
