@@ -9,7 +9,12 @@ import pytest
 
 pytest.importorskip("diffusers")
 import torch
-from tiny_diffusion import save_tiny_controlnet, save_tiny_sd, save_tiny_sdxl
+from tiny_diffusion import (
+    save_tiny_controlnet,
+    save_tiny_sd,
+    save_tiny_sdxl,
+    save_tiny_single_file,
+)
 
 from restyle.diffusion import (
     AttentionRecord,
@@ -131,6 +136,55 @@ def test_single_file_needs_a_local_config(tmp_path):
     with pytest.raises(DiffusionModelError) as error:
         load_pipeline(checkpoint)
     assert str(checkpoint) in one_line(error) and "config=" in one_line(error)
+
+
+def test_single_file_checkpoint_loads_offline_and_matches_the_diffusers_directory(tmp_path, models, pipeline,
+                                                                                   monkeypatch):
+    import shutil
+
+    from safetensors import safe_open
+
+    # An A1111-layout checkpoint of the same weights, and a config directory with no weights
+    # at all: whatever loads can only have come from the single file.
+    checkpoint = save_tiny_single_file(models["sd"], tmp_path / "tiny-sd15.safetensors")
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        prefixes = {key.split(".")[0] for key in handle.keys()}
+    assert prefixes == {"model", "first_stage_model", "cond_stage_model"}
+    config = shutil.copytree(models["sd"], tmp_path / "config", ignore=shutil.ignore_patterns("*.safetensors"))
+    assert not list(config.rglob("*.safetensors"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    single = load_pipeline(checkpoint, config=config)
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert type(single).__name__ == "StableDiffusionImg2ImgPipeline"
+    assert getattr(single, "safety_checker", None) is None
+    # Every weight arrived, under the right name (diffusers loads CLIP with strict=False, so a
+    # missed key would otherwise stay silently random).
+    for name in ("unet", "vae", "text_encoder"):
+        ours, theirs = getattr(single, name).state_dict(), getattr(pipeline, name).state_dict()
+        assert ours.keys() == theirs.keys(), name
+        assert all(torch.equal(ours[key], theirs[key]) for key in theirs), name
+    assert single.vae.config.scaling_factor == pipeline.vae.config.scaling_factor
+
+    frame = photo()
+    out = make(single)(frame, 0)
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    # Same weights, same schedule, same seed: the very same bytes.
+    np.testing.assert_array_equal(out, make(pipeline)(frame, 0))
+
+    # A checkpoint lacking a component cannot borrow it from the weightless config directory.
+    from safetensors.torch import load_file, save_file
+
+    no_vae = tmp_path / "no-vae.safetensors"
+    save_file({k: v for k, v in load_file(str(checkpoint)).items() if not k.startswith("first_stage_model.")},
+              str(no_vae))
+    with pytest.raises(DiffusionModelError) as error:
+        load_pipeline(no_vae, config=config)
+    assert str(no_vae) in one_line(error) and "AutoencoderKL" in one_line(error)
 
 
 def test_pickled_component_weights_are_refused(tmp_path, models):

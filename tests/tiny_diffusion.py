@@ -194,3 +194,154 @@ def save_tiny_sdxl(directory: Path, seed: int = 0) -> Path:
     )
     pipe.save_pretrained(directory, safe_serialization=True)
     return directory
+
+
+# ------------------------------------------------------------------ single-file (A1111) layout
+_LDM_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0", "conv2": "out_layers.3",
+               "time_emb_proj": "emb_layers.1", "conv_shortcut": "skip_connection"}
+_LDM_VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+
+
+def _unet_to_ldm(state: dict, config: dict) -> dict:
+    """diffusers UNet keys -> ``model.diffusion_model.*`` (the inverse of ``convert_ldm_unet_checkpoint``)."""
+    import re
+
+    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
+
+    direct = DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"]
+    per_block = config["layers_per_block"] + 1  # resnets (+ attentions) and one down/upsampler slot
+    up_has_attention = {int(m.group(1)) for k in state if (m := re.match(r"up_blocks\.(\d+)\.attentions\.", k))}
+
+    def resnet(rest):
+        head, _, tail = rest.partition(".")
+        return f"{_LDM_RESNET.get(head, head)}.{tail}"
+
+    out = {}
+    for key, tensor in state.items():
+        if key in direct:
+            ldm = direct[key]
+        elif m := re.fullmatch(r"down_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)", key):
+            block, kind, layer, rest = int(m[1]), m[2], int(m[3]), m[4]
+            index = 1 + block * per_block + layer
+            ldm = f"input_blocks.{index}.0.{resnet(rest)}" if kind == "resnets" else f"input_blocks.{index}.1.{rest}"
+        elif m := re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(\w+)", key):
+            ldm = f"input_blocks.{1 + int(m[1]) * per_block + per_block - 1}.0.op.{m[2]}"
+        elif m := re.fullmatch(r"mid_block\.resnets\.(\d+)\.(.+)", key):
+            ldm = f"middle_block.{2 * int(m[1])}.{resnet(m[2])}"
+        elif m := re.fullmatch(r"mid_block\.attentions\.0\.(.+)", key):
+            ldm = f"middle_block.1.{m[1]}"
+        elif m := re.fullmatch(r"up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)", key):
+            block, kind, layer, rest = int(m[1]), m[2], int(m[3]), m[4]
+            index = block * per_block + layer
+            ldm = f"output_blocks.{index}.0.{resnet(rest)}" if kind == "resnets" else f"output_blocks.{index}.1.{rest}"
+        elif m := re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(\w+)", key):
+            block = int(m[1])
+            slot = 2 if block in up_has_attention else 1
+            ldm = f"output_blocks.{block * per_block + per_block - 1}.{slot}.conv.{m[2]}"
+        else:
+            raise KeyError(f"no LDM name for UNet key {key}")
+        out["model.diffusion_model." + ldm] = tensor
+    return out
+
+
+def _vae_to_ldm(state: dict, config: dict) -> dict:
+    """diffusers VAE keys -> ``first_stage_model.*`` (the inverse of ``convert_ldm_vae_checkpoint``).
+
+    The mid-block attention projections become 1x1 convolutions, as in the original checkpoints.
+    """
+    import re
+
+    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
+
+    direct = DIFFUSERS_TO_LDM_MAPPING["vae"]
+    blocks = len(config["up_block_types"])
+
+    def resnet(rest):
+        return rest.replace("conv_shortcut", "nin_shortcut")
+
+    out = {}
+    for key, tensor in state.items():
+        if key in direct:
+            ldm = direct[key]
+        elif m := re.fullmatch(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
+            ldm = f"encoder.down.{m[1]}.block.{m[2]}.{resnet(m[3])}"
+        elif m := re.fullmatch(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(\w+)", key):
+            ldm = f"encoder.down.{m[1]}.downsample.conv.{m[2]}"
+        elif m := re.fullmatch(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
+            ldm = f"decoder.up.{blocks - 1 - int(m[1])}.block.{m[2]}.{resnet(m[3])}"
+        elif m := re.fullmatch(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(\w+)", key):
+            ldm = f"decoder.up.{blocks - 1 - int(m[1])}.upsample.conv.{m[2]}"
+        elif m := re.fullmatch(r"(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.+)", key):
+            ldm = f"{m[1]}.mid.block_{int(m[2]) + 1}.{resnet(m[3])}"
+        elif m := re.fullmatch(r"(encoder|decoder)\.mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0)"
+                               r"\.(weight|bias)", key):
+            ldm = f"{m[1]}.mid.attn_1.{_LDM_VAE_ATTENTION[m[2]]}.{m[3]}"
+            if m[2] != "group_norm" and tensor.ndim == 2:
+                tensor = tensor[:, :, None, None]  # nn.Linear -> 1x1 Conv2d
+        else:
+            raise KeyError(f"no LDM name for VAE key {key}")
+        out["first_stage_model." + ldm] = tensor
+    return out
+
+
+def _clip_to_ldm(state: dict) -> dict:
+    """transformers CLIPTextModel keys -> ``cond_stage_model.transformer.text_model.*``.
+
+    transformers >= 5.6 saves CLIPTextModel without its ``text_model.`` wrapper; the original
+    checkpoints (and diffusers' single-file loader) name it.
+    """
+    out = {}
+    for key, tensor in state.items():
+        key = key if key.startswith("text_model.") else "text_model." + key
+        out["cond_stage_model.transformer." + key] = tensor
+    return out
+
+
+def _check_round_trip(checkpoint: dict, parts: dict, configs: dict) -> None:
+    """Convert ``checkpoint`` back with diffusers' own single-file converters; every tensor must return."""
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_clip_checkpoint,
+        convert_ldm_unet_checkpoint,
+        convert_ldm_vae_checkpoint,
+    )
+
+    back = {
+        "unet": convert_ldm_unet_checkpoint(checkpoint, configs["unet"]),
+        "vae": convert_ldm_vae_checkpoint(checkpoint, configs["vae"]),
+        "text_encoder": {k.removeprefix("text_model."): v for k, v in convert_ldm_clip_checkpoint(checkpoint).items()},
+    }
+    for name, original in parts.items():
+        converted = back[name]
+        if set(converted) != set(original):
+            raise AssertionError(f"{name}: round trip lost {sorted(set(original) - set(converted))[:5]}, "
+                                 f"invented {sorted(set(converted) - set(original))[:5]}")
+        for key, tensor in original.items():
+            if converted[key].shape != tensor.shape or not torch.equal(converted[key], tensor):
+                raise AssertionError(f"{name}: {key} does not survive the round trip")
+
+
+def save_tiny_single_file(diffusers_dir: Path, out_path: Path) -> Path:
+    """Write a :func:`save_tiny_sd` pipeline as one A1111/original-LDM ``.safetensors`` checkpoint.
+
+    Keys follow the original layout (``model.diffusion_model.*``, ``first_stage_model.*``,
+    ``cond_stage_model.transformer.text_model.*``, plus the CLIP ``position_ids`` buffer real
+    SD 1.5 files carry).  The mapping inverts diffusers' single-file converters and is checked
+    by running them on the result: every UNet, VAE and text-encoder tensor must come back
+    unchanged under its diffusers name, else this raises.
+    """
+    from safetensors.torch import load_file, save_file
+
+    diffusers_dir, out_path = Path(diffusers_dir), Path(out_path)
+    parts, configs = {}, {}
+    for name in ("unet", "vae", "text_encoder"):
+        (weights,) = (diffusers_dir / name).glob("*.safetensors")
+        parts[name] = load_file(str(weights))
+        configs[name] = json.loads((diffusers_dir / name / "config.json").read_text(encoding="utf-8"))
+    checkpoint = {**_unet_to_ldm(parts["unet"], configs["unet"]), **_vae_to_ldm(parts["vae"], configs["vae"]),
+                  **_clip_to_ldm(parts["text_encoder"])}
+    _check_round_trip(checkpoint, parts, configs)
+    positions = configs["text_encoder"]["max_position_embeddings"]
+    checkpoint["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(positions)[None]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in checkpoint.items()}, str(out_path))
+    return out_path
