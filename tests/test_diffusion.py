@@ -13,6 +13,7 @@ from tiny_diffusion import (
     save_tiny_controlnet,
     save_tiny_sd,
     save_tiny_sdxl,
+    save_tiny_sdxl_single_file,
     save_tiny_single_file,
 )
 
@@ -185,6 +186,50 @@ def test_single_file_checkpoint_loads_offline_and_matches_the_diffusers_director
     with pytest.raises(DiffusionModelError) as error:
         load_pipeline(no_vae, config=config)
     assert str(no_vae) in one_line(error) and "AutoencoderKL" in one_line(error)
+
+
+def test_sdxl_single_file_checkpoint_loads_offline_and_matches_the_diffusers_directory(tmp_path, models,
+                                                                                        monkeypatch):
+    import shutil
+
+    from safetensors import safe_open
+
+    # SDXL's original layout: UNet (with the label_emb text-time embedding), VAE, CLIP-L under
+    # conditioner.embedders.0 and the OpenCLIP-G encoder (fused q/k/v, bare text_projection)
+    # under conditioner.embedders.1 -- a different converter from SD 1.5's.
+    directory = save_tiny_sdxl(tmp_path / "sdxl")
+    checkpoint = save_tiny_sdxl_single_file(directory, tmp_path / "tiny-sdxl.safetensors")
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        keys = set(handle.keys())
+    assert {key.split(".")[0] for key in keys} == {"model", "first_stage_model", "conditioner"}
+    assert {".".join(key.split(".")[:3]) for key in keys if key.startswith("conditioner.")} == {
+        "conditioner.embedders.0", "conditioner.embedders.1"}
+    assert "model.diffusion_model.label_emb.0.0.weight" in keys
+    assert "conditioner.embedders.1.model.text_projection" in keys
+    assert "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight" in keys
+    config = shutil.copytree(directory, tmp_path / "config", ignore=shutil.ignore_patterns("*.safetensors"))
+    assert not list(config.rglob("*.safetensors"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    reference = load_pipeline(directory)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    single = load_pipeline(checkpoint, config=config)
+    assert type(single).__name__ == "StableDiffusionXLImg2ImgPipeline"
+    # Every weight arrived under the right name -- in particular the second text encoder came
+    # from the OpenCLIP keys, not from CLIP-L (diffusers picks the converter by key and width).
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        ours, theirs = getattr(single, name).state_dict(), getattr(reference, name).state_dict()
+        assert ours.keys() == theirs.keys(), name
+        assert all(torch.equal(ours[key], theirs[key]) for key in theirs), name
+    assert single.vae.config.scaling_factor == reference.vae.config.scaling_factor
+
+    frame = photo()
+    out = make(single)(frame, 0)
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, make(reference)(frame, 0))
 
 
 def test_pickled_component_weights_are_refused(tmp_path, models):

@@ -32,6 +32,10 @@ from transformers import (
 )
 
 TEXT_DIM = 32
+# SDXL's second (OpenCLIP bigG) text encoder is wider than its CLIP-L one (1280 vs 768);
+# diffusers' single-file loader tells the two apart by that width, so the toy keeps them different.
+TEXT_DIM_2 = 48
+SDXL_CROSS_DIM = TEXT_DIM + TEXT_DIM_2  # the UNet attends to both encoders' hidden states, concatenated
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -77,9 +81,9 @@ def tiny_tokenizer(directory: Path) -> CLIPTokenizer:
     return CLIPTokenizer(vocab=str(vocab_path), merges=str(merges_path), model_max_length=77)
 
 
-def _text_config(**extra) -> CLIPTextConfig:
+def _text_config(hidden_size: int = TEXT_DIM, **extra) -> CLIPTextConfig:
     return CLIPTextConfig(
-        bos_token_id=0, eos_token_id=2, pad_token_id=1, hidden_size=TEXT_DIM, intermediate_size=37,
+        bos_token_id=0, eos_token_id=2, pad_token_id=1, hidden_size=hidden_size, intermediate_size=37,
         layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=2, vocab_size=1000,
         max_position_embeddings=77, **extra,
     )
@@ -161,7 +165,7 @@ def save_tiny_controlnet(directory: Path, seed: int = 1, sdxl: bool = False) -> 
     sdxl_options = dict(
         addition_embed_type="text_time", addition_time_embed_dim=8,
         projection_class_embeddings_input_dim=TEXT_DIM + 6 * 8, transformer_layers_per_block=(1, 2),
-        cross_attention_dim=2 * TEXT_DIM, use_linear_projection=True,
+        cross_attention_dim=SDXL_CROSS_DIM, use_linear_projection=True,
     ) if sdxl else dict(cross_attention_dim=TEXT_DIM)
     controlnet = ControlNetModel(
         block_out_channels=(32, 64), layers_per_block=1, in_channels=4,
@@ -178,14 +182,15 @@ def save_tiny_sdxl(directory: Path, seed: int = 0) -> Path:
     directory = Path(directory)
     torch.manual_seed(seed)
     unet = tiny_unet(
-        # SDXL conditions on pooled text (32) + 6 size/crop numbers embedded to 8 each.
+        # SDXL conditions on pooled text (text_encoder_2 projected to 32) + 6 size/crop numbers
+        # embedded to 8 each.
         addition_embed_type="text_time", addition_time_embed_dim=8,
         projection_class_embeddings_input_dim=TEXT_DIM + 6 * 8,
-        transformer_layers_per_block=(1, 2), cross_attention_dim=2 * TEXT_DIM, use_linear_projection=True,
+        transformer_layers_per_block=(1, 2), cross_attention_dim=SDXL_CROSS_DIM, use_linear_projection=True,
     )
     vae = tiny_vae()
     text_encoder = CLIPTextModel(_text_config())
-    text_encoder_2 = CLIPTextModelWithProjection(_text_config(projection_dim=TEXT_DIM))
+    text_encoder_2 = CLIPTextModelWithProjection(_text_config(TEXT_DIM_2, projection_dim=TEXT_DIM))
     vocab_dir = directory.parent / f"{directory.name}-vocab"
     pipe = StableDiffusionXLImg2ImgPipeline(
         vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
@@ -208,7 +213,9 @@ def _unet_to_ldm(state: dict, config: dict) -> dict:
 
     from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
 
-    direct = DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"]
+    direct = dict(DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"])
+    if config.get("addition_embed_type") == "text_time":  # SDXL's pooled-text + size/crop embedding
+        direct.update(DIFFUSERS_TO_LDM_MAPPING["unet"]["addition_embed_type"])
     per_block = config["layers_per_block"] + 1  # resnets (+ attentions) and one down/upsampler slot
     up_has_attention = {int(m.group(1)) for k in state if (m := re.match(r"up_blocks\.(\d+)\.attentions\.", k))}
 
@@ -297,12 +304,57 @@ def _clip_to_ldm(state: dict) -> dict:
     return out
 
 
-def _check_round_trip(checkpoint: dict, parts: dict, configs: dict) -> None:
-    """Convert ``checkpoint`` back with diffusers' own single-file converters; every tensor must return."""
+_OPEN_CLIP_LAYER = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
+                    "self_attn.out_proj": "attn.out_proj"}
+
+
+def _open_clip_to_ldm(state: dict, prefix: str) -> dict:
+    """transformers CLIPTextModelWithProjection keys -> OpenCLIP ``{prefix}*`` (SDXL's ``conditioner.embedders.1.model.``).
+
+    The inverse of ``convert_open_clip_checkpoint``: q/k/v projections are stacked into one
+    ``attn.in_proj_weight``/``in_proj_bias``, ``text_projection`` is a bare (hidden, projection)
+    matrix (the transpose of the ``nn.Linear`` weight), and the embeddings/final norm take
+    OpenCLIP's names.
+    """
+    import re
+
+    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
+
+    direct = DIFFUSERS_TO_LDM_MAPPING["openclip"]["layers"]
+    state = {(k if k.startswith(("text_model.", "text_projection.")) else "text_model." + k): v
+             for k, v in state.items() if not k.endswith("position_ids")}
+    out, qkv = {}, {}
+    for key, tensor in state.items():
+        if key == "text_projection.weight":
+            out[prefix + "text_projection"] = tensor.T.contiguous()
+        elif key in direct:
+            out[prefix + direct[key]] = tensor
+        elif m := re.fullmatch(r"text_model\.encoder\.layers\.(\d+)\.self_attn\.(q|k|v)_proj\.(weight|bias)", key):
+            qkv.setdefault((int(m[1]), m[3]), {})[m[2]] = tensor
+        elif m := re.fullmatch(r"text_model\.encoder\.layers\.(\d+)\.(layer_norm1|layer_norm2|mlp\.fc1|mlp\.fc2"
+                               r"|self_attn\.out_proj)\.(weight|bias)", key):
+            out[f"{prefix}transformer.resblocks.{m[1]}.{_OPEN_CLIP_LAYER[m[2]]}.{m[3]}"] = tensor
+        else:
+            raise KeyError(f"no OpenCLIP name for text-encoder key {key}")
+    for (layer, kind), parts in qkv.items():
+        out[f"{prefix}transformer.resblocks.{layer}.attn.in_proj_{kind}"] = torch.cat(
+            [parts["q"], parts["k"], parts["v"]])
+    return out
+
+
+def _check_round_trip(checkpoint: dict, parts: dict, configs: dict, open_clip_prefix: str | None = None) -> None:
+    """Convert ``checkpoint`` back with diffusers' own single-file converters; every tensor must return.
+
+    ``parts`` holds the diffusers state dicts by component (``unet``, ``vae``, ``text_encoder``
+    and, for SDXL, ``text_encoder_2`` converted from OpenCLIP under ``open_clip_prefix``).
+    """
+    from types import SimpleNamespace
+
     from diffusers.loaders.single_file_utils import (
         convert_ldm_clip_checkpoint,
         convert_ldm_unet_checkpoint,
         convert_ldm_vae_checkpoint,
+        convert_open_clip_checkpoint,
     )
 
     back = {
@@ -310,6 +362,13 @@ def _check_round_trip(checkpoint: dict, parts: dict, configs: dict) -> None:
         "vae": convert_ldm_vae_checkpoint(checkpoint, configs["vae"]),
         "text_encoder": {k.removeprefix("text_model."): v for k, v in convert_ldm_clip_checkpoint(checkpoint).items()},
     }
+    if open_clip_prefix is not None:
+        # The model is consulted only for its width when the checkpoint lacks text_projection.
+        model = SimpleNamespace(config=SimpleNamespace(hidden_size=configs["text_encoder_2"]["hidden_size"]))
+        back["text_encoder_2"] = convert_open_clip_checkpoint(model, checkpoint, prefix=open_clip_prefix)
+    parts = dict(parts)
+    if "text_encoder" in parts:  # CLIPTextModel may be saved with or without its text_model. wrapper
+        parts["text_encoder"] = {k.removeprefix("text_model."): v for k, v in parts["text_encoder"].items()}
     for name, original in parts.items():
         converted = back[name]
         if set(converted) != set(original):
@@ -318,6 +377,17 @@ def _check_round_trip(checkpoint: dict, parts: dict, configs: dict) -> None:
         for key, tensor in original.items():
             if converted[key].shape != tensor.shape or not torch.equal(converted[key], tensor):
                 raise AssertionError(f"{name}: {key} does not survive the round trip")
+
+
+def _load_parts(diffusers_dir: Path, names) -> tuple[dict, dict]:
+    from safetensors.torch import load_file
+
+    parts, configs = {}, {}
+    for name in names:
+        (weights,) = (diffusers_dir / name).glob("*.safetensors")
+        parts[name] = load_file(str(weights))
+        configs[name] = json.loads((diffusers_dir / name / "config.json").read_text(encoding="utf-8"))
+    return parts, configs
 
 
 def save_tiny_single_file(diffusers_dir: Path, out_path: Path) -> Path:
@@ -329,19 +399,44 @@ def save_tiny_single_file(diffusers_dir: Path, out_path: Path) -> Path:
     by running them on the result: every UNet, VAE and text-encoder tensor must come back
     unchanged under its diffusers name, else this raises.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     diffusers_dir, out_path = Path(diffusers_dir), Path(out_path)
-    parts, configs = {}, {}
-    for name in ("unet", "vae", "text_encoder"):
-        (weights,) = (diffusers_dir / name).glob("*.safetensors")
-        parts[name] = load_file(str(weights))
-        configs[name] = json.loads((diffusers_dir / name / "config.json").read_text(encoding="utf-8"))
+    parts, configs = _load_parts(diffusers_dir, ("unet", "vae", "text_encoder"))
     checkpoint = {**_unet_to_ldm(parts["unet"], configs["unet"]), **_vae_to_ldm(parts["vae"], configs["vae"]),
                   **_clip_to_ldm(parts["text_encoder"])}
     _check_round_trip(checkpoint, parts, configs)
     positions = configs["text_encoder"]["max_position_embeddings"]
     checkpoint["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(positions)[None]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in checkpoint.items()}, str(out_path))
+    return out_path
+
+
+def save_tiny_sdxl_single_file(diffusers_dir: Path, out_path: Path) -> Path:
+    """Write a :func:`save_tiny_sdxl` pipeline as one original-SDXL ``.safetensors`` checkpoint.
+
+    Keys follow Stability's SDXL layout: ``model.diffusion_model.*`` (with ``label_emb.0.*``
+    for the text-time embedding), ``first_stage_model.*``, CLIP-L under
+    ``conditioner.embedders.0.transformer.text_model.*`` and the OpenCLIP-G encoder with its
+    projection under ``conditioner.embedders.1.model.*``.  As for SD 1.5, the result is
+    converted back with diffusers' own converters (``convert_open_clip_checkpoint`` for the
+    second encoder) and every tensor must return unchanged, else this raises.
+
+    diffusers' key-based detection of a *full-size* SDXL file (``infer_diffusers_model_type``
+    looks for OpenCLIP's tenth residual block) does not fire on this two-layer toy; loading
+    it needs ``config=`` pointing at the SDXL directory, which is what restyle requires anyway.
+    """
+    from safetensors.torch import save_file
+
+    diffusers_dir, out_path = Path(diffusers_dir), Path(out_path)
+    parts, configs = _load_parts(diffusers_dir, ("unet", "vae", "text_encoder", "text_encoder_2"))
+    open_clip = "conditioner.embedders.1.model."
+    clip_l = {k.replace("cond_stage_model.transformer.", "conditioner.embedders.0.transformer.", 1): v
+              for k, v in _clip_to_ldm(parts["text_encoder"]).items()}
+    checkpoint = {**_unet_to_ldm(parts["unet"], configs["unet"]), **_vae_to_ldm(parts["vae"], configs["vae"]),
+                  **clip_l, **_open_clip_to_ldm(parts["text_encoder_2"], open_clip)}
+    _check_round_trip(checkpoint, parts, configs, open_clip_prefix=open_clip)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in checkpoint.items()}, str(out_path))
     return out_path
