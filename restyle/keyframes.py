@@ -129,3 +129,23 @@ def frame_sources(manifest: dict) -> list[str | None]:
     if missing:
         raise ValueError(f"frames {missing[:5]} are neither keyframes nor inside a gap")
     return sources
+
+
+def scene_keyframes(manifest: dict, frame: int) -> list[int]:
+    """The keyframes of the scene that holds ``frame``, in order."""
+    start, end = next((s, e) for s, e in manifest["scenes"] if s <= frame < e)
+    return [k for k in manifest["keyframes"] if start <= k < end]
+
+
+def reference_keyframes(scene_keys: list[int], frame: int) -> list[int]:
+    """Keyframes that keyframe ``frame`` attends to: its scene's first and previous ones.
+
+    Empty for the scene's first keyframe; one entry for the second (first == previous).
+    """
+    ordered = sorted(int(k) for k in scene_keys)
+    if int(frame) not in ordered:
+        raise ValueError(f"frame {frame} is not one of the scene's keyframes {ordered}")
+    position = ordered.index(int(frame))
+    if position == 0:
+        return []
+    return list(dict.fromkeys([ordered[0], ordered[position - 1]]))

@@ -1,13 +1,12 @@
 """stylize_scene: one scene's keyframes through the diffusion model in one batch with latent
 deflickering -> diffusion_scenes/<scene>/<frame>.png."""
 from restyle import io
+from restyle.keyframes import scene_keyframes
 from restyle.stylize import make_stylizer
 
 io.log_to(snakemake.log[0])
 plan = io.read_json(snakemake.input.plan)
-start = int(snakemake.wildcards.scene)
-end = next(e for s, e in plan["scenes"] if s == start)
-keys = [k for k in plan["keyframes"] if start <= k < end]
+keys = scene_keyframes(plan, int(snakemake.wildcards.scene))
 stylizer = make_stylizer("diffusion", **snakemake.params.stylizer, overrides=snakemake.params.overrides,
                          torch_threads=snakemake.threads)
 deflicker = snakemake.params.deflicker

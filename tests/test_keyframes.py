@@ -1,6 +1,7 @@
 import pytest
 
-from restyle.keyframes import Gap, frame_sources, gaps_between, keyframes_for_scenes, plan, scene_ranges
+from restyle.keyframes import (Gap, frame_sources, gaps_between, keyframes_for_scenes, plan, reference_keyframes,
+                               scene_keyframes, scene_ranges)
 
 
 def test_scene_ranges_split_at_cuts_and_ignore_bad_values():
@@ -70,3 +71,14 @@ def test_gaps_between_single_frame_scene():
     keys = keyframes_for_scenes(scenes, 10)
     assert keys == [0, 4, 5, 6, 11]
     assert [(g.start, g.end) for g in gaps_between(keys, scenes)] == [(0, 4), (6, 11)]
+
+
+def test_reference_keyframes_are_the_scene_first_and_previous():
+    manifest = plan(47, [22], 10)
+    keys = scene_keyframes(manifest, 35)
+    assert keys == [22, 32, 42, 46]
+    assert reference_keyframes(keys, 22) == []
+    assert reference_keyframes(keys, 32) == [22]
+    assert reference_keyframes(keys, 46) == [22, 42]
+    with pytest.raises(ValueError, match="not one of the scene's keyframes"):
+        reference_keyframes(keys, 35)

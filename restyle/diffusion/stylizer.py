@@ -459,14 +459,7 @@ def keyframe_reference_paths(record_dir: str | os.PathLike, scene_keyframes: lis
     ``scene_keyframes`` are the scene's keyframe indices in order; records are expected at
     ``record_dir / f"{index:05d}.safetensors"``.  The first keyframe references nothing.
     """
-    ordered = sorted(int(k) for k in scene_keyframes)
-    if int(frame_index) not in ordered:
-        raise ValueError(f"frame {frame_index} is not one of the scene's keyframes {ordered}")
-    position = ordered.index(int(frame_index))
-    if position == 0:
-        return []
-    wanted = [ordered[0], ordered[position - 1]]
-    paths = []
-    for index in dict.fromkeys(wanted):  # second keyframe: first == previous, once
-        paths.append(Path(record_dir) / f"{index:05d}.safetensors")
-    return paths
+    from restyle.keyframes import reference_keyframes
+
+    return [Path(record_dir) / f"{index:05d}.safetensors"
+            for index in reference_keyframes(scene_keyframes, frame_index)]

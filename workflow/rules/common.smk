@@ -10,7 +10,7 @@ from snakemake.utils import validate
 
 # The restyle library of this checkout, also when it is not pip-installed.
 sys.path.insert(0, workflow.basedir)
-from restyle import preflight
+from restyle import keyframes, preflight
 
 # Rule scripts import the restyle library from this checkout, in whatever environment
 # (a conda env from envs/, a cluster node) they run.
@@ -98,14 +98,12 @@ def video_overrides(wildcards):
 
 def scene_start(wildcards):
     """First frame of the scene holding keyframe ``wildcards.frame``."""
-    frame = int(wildcards.frame)
-    return next(s for s, e in keyframe_plan(wildcards)["scenes"] if s <= frame < e)
+    return keyframes.scene_keyframes(keyframe_plan(wildcards), int(wildcards.frame))[0]
 
 
 def keyframe_override(wildcards):
     """This keyframe's diffusion override ({prompt, strength, seed, ...}) or None."""
-    per_video = config["stylizer"].get("overrides", {}).get(wildcards.video, {})
-    return next((v for k, v in per_video.items() if int(k) == int(wildcards.frame)), None)
+    return video_overrides(wildcards).get(int(wildcards.frame))
 
 
 def attention_references(wildcards):
@@ -113,15 +111,10 @@ def attention_references(wildcards):
     first one, or without cross-frame attention)."""
     if not config["stylizer"].get("cross_frame_attention", True):
         return []
-    plan = keyframe_plan(wildcards)
     frame = int(wildcards.frame)
-    start, end = next(s for s in plan["scenes"] if s[0] <= frame < s[1])
-    scene_keys = [k for k in plan["keyframes"] if start <= k < end]
-    position = scene_keys.index(frame)
-    if position == 0:
-        return []
-    wanted = dict.fromkeys([scene_keys[0], scene_keys[position - 1]])
-    return [results(wildcards.video, "diffusion", f"{k:05d}.safetensors") for k in wanted]
+    scene_keys = keyframes.scene_keyframes(keyframe_plan(wildcards), frame)
+    return [results(wildcards.video, "diffusion", f"{k:05d}.safetensors")
+            for k in keyframes.reference_keyframes(scene_keys, frame)]
 
 
 def diffusion_inputs(wildcards):
@@ -136,7 +129,7 @@ def diffusion_inputs(wildcards):
 
 
 def gap_keyframes(wildcards):
-    start, end = (int(x) for x in wildcards.gap.split("-"))
+    start, end = keyframes.parse_gap_name(wildcards.gap)
     return {"left": styled_keyframe(wildcards.video, start),
             "right": styled_keyframe(wildcards.video, end)}
 
