@@ -49,10 +49,22 @@ def _current_umask() -> int:
     return mask
 
 
+def _remove_stale(parent: Path, pattern: str) -> None:
+    """Staging leftovers of a writer that was killed (SIGKILL, a lost node) before it could
+    clean up.  Only one job writes a given output at a time (Snakemake's lock), so a staging
+    name of this output that exists now is from a dead writer."""
+    for stale in parent.glob(pattern):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def _staged_file(path: str | os.PathLike) -> Iterator[str]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path.parent, f".{path.stem}.*{path.suffix}")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
@@ -100,6 +112,7 @@ def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Fill a fresh directory that appears at ``path`` only once the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path.parent, f".{path.name}.*")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
@@ -113,11 +126,20 @@ def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def log_to(path: str | os.PathLike) -> None:
-    """Send this process's logging to ``path`` (a rule's ``log:`` file)."""
+    """Send this process's logging to ``path`` (a rule's ``log:`` file), including the error
+    that ends it: a failed job's log is where Snakemake (and a cluster user) looks first."""
     import logging
+    import sys
 
     logging.basicConfig(filename=str(path), level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(message)s")
+    previous_hook = sys.excepthook
+
+    def log_uncaught(kind, error, traceback):
+        logging.getLogger("restyle").error("%s: %s", kind.__name__, error, exc_info=(kind, error, traceback))
+        previous_hook(kind, error, traceback)
+
+    sys.excepthook = log_uncaught
 
 
 def read_frame(frames_dir: str | os.PathLike, index: int) -> np.ndarray:

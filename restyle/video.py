@@ -547,6 +547,8 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: Frac
             audio_input = None
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.part"):  # left by a writer that was killed
+        stale.unlink(missing_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     os.close(fd)
     try:

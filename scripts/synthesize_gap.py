@@ -18,7 +18,7 @@ def propagate(direction):
     """(frame number, styled, error) of one pass, in propagation order."""
     forward = direction == "fwd"
     source = start if forward else end
-    guides = snakemake.input[f"guides_{direction}"]
+    guides = f"{snakemake.input.guides}/{direction}"
     styled_keyframe = io.read_image(snakemake.input.left if forward else snakemake.input.right)
     keyframe = io.read_frame(frames, source)
     order = list(range(start + 1, end) if forward else range(end - 1, start, -1))

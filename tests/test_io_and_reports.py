@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -99,3 +103,13 @@ def test_evaluate_video_scores_flicker_and_skips_the_cut():
     assert steady["e_warp"]["output"] == pytest.approx(steady["e_warp"]["input"])
     assert flickering["e_warp"]["output"] > 5 * flickering["e_warp"]["input"]
     assert flickering["fidelity"]["frames_compared"] == 10 - len(manifest["keyframes"])
+
+
+def test_a_rule_scripts_uncaught_error_lands_in_its_log(tmp_path):
+    log = tmp_path / "job.log"
+    script = f"from restyle import io; io.log_to({str(log)!r}); raise ValueError('frame 7 is damaged')"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPO)
+    assert result.returncode == 1
+    assert "ValueError: frame 7 is damaged" in log.read_text()
+    assert "ValueError: frame 7 is damaged" in result.stderr  # still on stderr for the job's output

@@ -8,6 +8,9 @@ rule blend_gap:
         directory(results("{video}", "blended", "{gap}")),
     params:
         grad_weight=config["blend"]["grad_weight"],
+    priority: 4
+    group:
+        "gap"
     log:
         "logs/{video}/blend_gap/{gap}.log",
     benchmark:
@@ -15,6 +18,7 @@ rule blend_gap:
     threads: 1
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=60),
+        runtime=lambda wc: runtime_min(wc.video, gap_frames(wc.gap), seconds_per_megapixel=1),
     conda:
         "../../envs/restyle.yaml"
     script:

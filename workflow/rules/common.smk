@@ -2,6 +2,7 @@
 # input run here, at parse time, so a wrong path or a mis-sized painted keyframe is
 # reported in one line before any heavy job starts.
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -38,7 +39,6 @@ for name, info in VIDEO_INFO.items():
 wildcard_constraints:
     video="[A-Za-z0-9_.-]+",
     gap=r"\d{5}-\d{5}",
-    direction="fwd|bwd",
     frame=r"\d{5}",
     scene=r"\d{5}",
 
@@ -157,3 +157,21 @@ def frame_mem_mb(video, per_frame):
     """Memory for a job holding about ``per_frame`` bytes per pixel of working arrays."""
     width, height = VIDEO_INFO[video]["size"]
     return 300 + (width * height * per_frame) // 1_000_000
+
+
+def video_frames(video):
+    return VIDEO_INFO[video]["probe"]["n_frames"]
+
+
+def gap_frames(gap):
+    start, end = keyframes.parse_gap_name(gap)
+    return end - start + 1
+
+
+def runtime_min(video, n_frames, seconds_per_megapixel):
+    """Minutes of wall time to ask a cluster for: a job doing ``seconds_per_megapixel`` of work
+    per frame-megapixel (measured on one core of the 2-core reference machine, BENCHMARKS.md),
+    with a 3x margin for slower nodes and a 10-minute floor for start-up and queue jitter."""
+    width, height = VIDEO_INFO[video]["size"]
+    seconds = n_frames * width * height / 1e6 * seconds_per_megapixel
+    return max(10, math.ceil(3 * seconds / 60))

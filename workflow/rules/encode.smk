@@ -15,7 +15,8 @@ rule encode_video:
         results("{video}", "benchmarks", "encode_video.tsv")
     threads: 2
     resources:
-        mem_mb=1000,
+        mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=40),
+        runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.1),
     conda:
         "../../envs/restyle.yaml"
     script:
@@ -40,7 +41,8 @@ rule encode_compare:
         results("{video}", "benchmarks", "encode_compare.tsv")
     threads: 2
     resources:
-        mem_mb=1000,
+        mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=40),
+        runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.1),
     conda:
         "../../envs/restyle.yaml"
     script:

@@ -13,7 +13,8 @@ rule extract_frames:
         results("{video}", "benchmarks", "extract_frames.tsv")
     threads: 2
     resources:
-        mem_mb=1000,
+        mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=20),
+        runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.1),
     conda:
         "../../envs/restyle.yaml"
     script:

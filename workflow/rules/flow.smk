@@ -10,6 +10,12 @@ rule compute_flow:
         keep(directory(results("{video}", "flow", "{gap}"))),
     params:
         preset=config["flow"]["preset"],
+    # Later stages of a gap first (priority rises along flow -> guides -> synthesis ->
+    # blend): each gap finishes and frees its temp() files before the next starts,
+    # so disk holds a few gaps' intermediates, not the whole clip's.
+    priority: 1
+    group:
+        "gap"
     log:
         "logs/{video}/compute_flow/{gap}.log",
     benchmark:
@@ -17,6 +23,7 @@ rule compute_flow:
     threads: 1
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=40),
+        runtime=lambda wc: runtime_min(wc.video, gap_frames(wc.gap), seconds_per_megapixel=1),
     conda:
         "../../envs/restyle.yaml"
     script:

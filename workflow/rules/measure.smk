@@ -20,7 +20,8 @@ rule measure:
         results("{video}", "benchmarks", "measure.tsv")
     threads: 2
     resources:
-        mem_mb=1000,
+        mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=150),
+        runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=2),
     conda:
         "../../envs/restyle.yaml"
     script:

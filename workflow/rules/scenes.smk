@@ -13,7 +13,8 @@ rule detect_scenes:
         results("{video}", "benchmarks", "detect_scenes.tsv")
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=20),
+        runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.1),
     conda:
         "../../envs/restyle.yaml"
     script:
@@ -37,6 +38,7 @@ checkpoint plan_keyframes:
     threads: 1
     resources:
         mem_mb=200,
+        runtime=10,
     conda:
         "../../envs/restyle.yaml"
     script:

@@ -10,6 +10,10 @@ rule record_keyframe:
         record=results("{video}", "diffusion", "{frame}.safetensors"),
     params:
         stylizer=lambda wc: stylizer_options(),
+    # A scene's records form one chain (each attends to earlier ones): one submission per
+    # scene, one GPU, keyframes in order.
+    group:
+        "diffusion"
     log:
         "logs/{video}/record_keyframe/{frame}.log",
     benchmark:
@@ -18,6 +22,7 @@ rule record_keyframe:
     resources:
         gpu=1,
         mem_mb=8000,
+        runtime=60,
     conda:
         "../../envs/restyle-diffusion.yaml"
     script:
@@ -38,6 +43,10 @@ rule stylize_keyframe:
         backend=config["stylizer"]["backend"],
         scene_batch=SCENE_BATCHES,
         override=keyframe_override,
+    # Builtin looks take a second: batched for cluster submission.  Diffusion keyframes are
+    # not (a batch of overrides would sum their GPUs into one request).
+    group:
+        None if DIFFUSION else "keyframes"
     log:
         "logs/{video}/stylize_keyframe/{frame}.log",
     benchmark:
@@ -46,6 +55,7 @@ rule stylize_keyframe:
     resources:
         gpu=lambda wc: int(DIFFUSION and not SCENE_BATCHES and keyframe_override(wc) is not None),
         mem_mb=lambda wc: 8000 if DIFFUSION else frame_mem_mb(wc.video, per_frame=30),
+        runtime=60 if DIFFUSION else 10,
     conda:
         "../../envs/restyle-diffusion.yaml" if DIFFUSION else "../../envs/restyle.yaml"
     script:
@@ -73,6 +83,7 @@ rule stylize_scene:
     resources:
         gpu=1,
         mem_mb=16000,
+        runtime=lambda wc: 60 + 10 * len(keyframes.scene_keyframes(keyframe_plan(wc), int(wc.scene))),
     conda:
         "../../envs/restyle-diffusion.yaml"
     script:

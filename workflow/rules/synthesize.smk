@@ -5,13 +5,15 @@ rule synthesize_gap:
     input:
         unpack(gap_keyframes),
         frames=results("{video}", "frames"),
-        guides_fwd=results("{video}", "guides", "{gap}", "fwd"),
-        guides_bwd=results("{video}", "guides", "{gap}", "bwd"),
+        guides=results("{video}", "guides", "{gap}"),
         flow=results("{video}", "flow", "{gap}"),
     output:
         keep(directory(results("{video}", "passes", "{gap}"))),
     params:
         **config["propagation"],
+    priority: 3
+    group:
+        "gap"
     log:
         "logs/{video}/synthesize_gap/{gap}.log",
     benchmark:
@@ -19,6 +21,7 @@ rule synthesize_gap:
     threads: 2
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=200),
+        runtime=lambda wc: runtime_min(wc.video, gap_frames(wc.gap), seconds_per_megapixel=3),
     conda:
         "../../envs/restyle.yaml"
     script:

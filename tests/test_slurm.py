@@ -1,0 +1,129 @@
+"""The workflow on a real SLURM cluster through ``--profile profiles/slurm``.
+
+Uses a running SLURM (``sinfo`` answers) or starts a one-node one with
+shared/slurm/start-local-slurm.sh (root; installs Debian's slurm-wlm and MariaDB on first use).
+Skipped, with the reason, only where neither is possible.
+"""
+
+import json
+import math
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import cv2
+import pytest
+
+from clips import make_test_clip
+from test_workflow import CUT, N_FRAMES, REPO, announced_jobs, snakemake, write_config
+
+START_SCRIPT_CANDIDATES = [
+    os.environ.get("RESTYLE_SLURM_START", ""),
+    str(REPO.parent / "shared" / "slurm" / "start-local-slurm.sh"),
+    "/work/shared/slurm/start-local-slurm.sh",
+]
+# The profile as users run it, with the status polled every second instead of every 30 s
+# (a test cluster answers at once), sized to this machine, and no account (the test
+# cluster's user has a default one).
+SLURM = ("--profile", str(REPO / "profiles" / "slurm"), "--cores", "2", "--slurm-no-account",
+         "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1")
+TARGET = "results/clip/restyled.mp4"
+
+
+def slurm_answers() -> bool:
+    try:
+        nodes = subprocess.run(["sinfo", "-h", "-o", "%a %T"], capture_output=True, text=True, timeout=30)
+        accounting = subprocess.run(["sacct", "-n", "-X", "--starttime", "now-1hour"],
+                                    capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    states = nodes.stdout.split()
+    return (nodes.returncode == 0 and accounting.returncode == 0 and "up" in states
+            and any(s.startswith(("idle", "mix", "alloc")) for s in states))
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    if slurm_answers():
+        return
+    script = next((Path(c) for c in START_SCRIPT_CANDIDATES if c and Path(c).is_file()), None)
+    if script is None:
+        pytest.skip("SLURM cannot start here: sinfo/sacct do not answer and start-local-slurm.sh "
+                    "was not found (set RESTYLE_SLURM_START to its path)")
+    if os.geteuid() != 0:
+        pytest.skip(f"SLURM cannot start here: {script} must run as root")
+    started = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
+    if started.returncode != 0 or not slurm_answers():
+        last = (started.stdout + started.stderr).strip().splitlines()[-3:]
+        pytest.skip(f"SLURM cannot start here: {script} failed: {' | '.join(last)}")
+
+
+def submissions(output: str) -> list[str]:
+    return re.findall(r"has been submitted with SLURM jobid (\d+)", output)
+
+
+@pytest.fixture(scope="module")
+def clusters_run(slurm_cluster, tmp_path_factory):
+    """The same clip and config rendered locally and through SLURM."""
+    base = tmp_path_factory.mktemp("slurm")
+    clip = base / "clip.mp4"
+    make_test_clip(clip, n_frames=N_FRAMES, size=(96, 64), cut_at=CUT, audio=True)
+    local, cluster = base / "local", base / "cluster"
+    for workdir in (local, cluster):
+        workdir.mkdir()
+        write_config(workdir, clip)
+    snakemake(local, TARGET)
+    result = snakemake(cluster, *SLURM, TARGET)
+    return local, cluster, result.stdout + result.stderr
+
+
+def test_slurm_render_has_the_local_bytes_in_few_submissions(clusters_run):
+    local, cluster, output = clusters_run
+    assert (cluster / TARGET).read_bytes() == (local / TARGET).read_bytes()
+    plan = json.loads((cluster / "results" / "clip" / "keyframes.json").read_text())
+    n_keys, n_gaps = len(plan["keyframes"]), len(plan["gaps"])
+    jobs = announced_jobs(output)
+    assert len([j for j in jobs if j[0] == "synthesize_gap"]) == n_gaps
+    # extract, scenes, plan, encode + one submission per 50 keyframes and per 10 gaps.
+    expected = 4 + math.ceil(n_keys / 50) + math.ceil(n_gaps / 10)
+    assert len(submissions(output)) == expected < len(jobs) / 4
+
+
+def test_slurm_repaint_resubmits_only_that_keyframes_jobs(clusters_run):
+    local, cluster, _ = clusters_run
+    styled = cv2.imread(str(cluster / "results" / "clip" / "styled_keyframes" / "00006.png"))
+    for workdir in (local, cluster):
+        (workdir / "painted" / "clip").mkdir(parents=True)
+        cv2.imwrite(str(workdir / "painted" / "clip" / "00006.png"), 255 - styled)
+    result = snakemake(cluster, *SLURM, TARGET)
+    output = result.stdout + result.stderr
+    gaps = ["00000-00006", "00006-00012"]
+    expected = {(rule, f"video=clip, gap={gap}") for gap in gaps
+                for rule in ("compute_flow", "render_guides", "synthesize_gap", "blend_gap")}
+    expected |= {("stylize_keyframe", "video=clip, frame=00006"), ("encode_video", "video=clip")}
+    assert announced_jobs(output) == expected
+    assert len(submissions(output)) == 3  # the keyframe, its two gaps together, the encode
+    snakemake(local, TARGET)
+    assert (cluster / TARGET).read_bytes() == (local / TARGET).read_bytes()
+
+
+def test_slurm_failing_job_is_reported_with_its_log(clusters_run):
+    _, cluster, _ = clusters_run
+    # A frame damaged on disk after extraction: the flows of its gap cannot be computed.
+    (cluster / "results" / "clip" / "frames" / "00002.png").write_bytes(b"not a png")
+    flow = cluster / "results" / "clip" / "flow" / "00000-00006"
+    assert not flow.exists()  # temp: removed after the render
+    # No retry: the profile's one retry would fail the same way, 30 s later.
+    result = snakemake(cluster, *SLURM, "--retries", "0", "results/clip/flow/00000-00006", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Error in group gap" in output and "rule compute_flow" in output
+    assert "log: logs/clip/compute_flow/00000-00006.log" in output
+    log = (cluster / "logs" / "clip" / "compute_flow" / "00000-00006.log").read_text()
+    assert "00002.png: cannot read this image" in log
+    (job_id,) = submissions(output)
+    states = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert states == ["FAILED"]
+    assert not flow.exists()
