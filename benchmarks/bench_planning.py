@@ -5,6 +5,7 @@ small frames because planning does not look at pixels), run the real workflow up
 plan_keyframes checkpoint (extract, scene detection, keyframe plan), then time
 ``snakemake -n`` -- parsing, validating, probing the video, resolving the checkpoint and
 building every job -- which is what each later ``snakemake`` call pays before its first job.
+Then once more through profiles/slurm, counting the submissions a cluster would get.
 
 Usage: python benchmarks/bench_planning.py [--frames 1000 5000 15000] [--repeats 3]
 """
@@ -69,13 +70,28 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
+def submissions(dry_run_output: str) -> list[str]:
+    """Jobs a cluster executor would submit: group jobs, and jobs outside any group."""
+    submitted = []
+    for line in dry_run_output.splitlines():
+        group = re.search(r"Group job (\w+)", line)
+        if group:
+            submitted.append(f"group {group.group(1)}")
+            continue
+        rule = re.match(r"(\s*)(?:local)?rule (\w+):", line)
+        if rule and not rule.group(1) and rule.group(2) != "all":
+            submitted.append(rule.group(2))
+    return submitted
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, nargs="+", default=[1000, 5000, 15000])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     print(machine())
-    print(f"{'frames':>7} {'prepare s':>10} {'plan s (median)':>16} {'jobs':>6} {'gaps':>5} {'group jobs':>10}")
+    print(f"{'frames':>7} {'prepare s':>10} {'plan s (median)':>16} {'jobs':>6} {'gaps':>5} "
+          f"{'SLURM submissions':>18} {'plan s, SLURM profile':>22}")
     for n_frames in args.frames:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
@@ -93,9 +109,14 @@ def main() -> None:
                 out = snakemake(workdir, "-n", "--cores", "16").stdout
                 times.append(time.perf_counter() - began)
             counts = job_counts(out)
-            groups = len(re.findall(r"^group job ", out, re.M))
+            # What a cluster would see: the same plan through profiles/slurm, whose
+            # group-components batch gaps and keyframes into group jobs.
+            began = time.perf_counter()
+            cluster = snakemake(workdir, "-n", "--profile", str(REPO / "profiles" / "slurm")).stdout
+            cluster_s = time.perf_counter() - began
             print(f"{n_frames:>7} {prepare:>10.1f} {statistics.median(times):>16.2f} "
-                  f"{counts.get('total', 0):>6} {counts.get('blend_gap', 0):>5} {groups:>10}"
+                  f"{counts.get('total', 0):>6} {counts.get('blend_gap', 0):>5} "
+                  f"{len(submissions(cluster)):>18} {cluster_s:>22.2f}"
                   f"   runs: {', '.join(f'{t:.2f}' for t in times)}", flush=True)
 
 

@@ -122,7 +122,7 @@ def test_metrics_report_stability_fidelity_and_stage_timings(rendered):
     assert [row["frame"] for row in metrics["e_warp_per_frame"]] == [t for t in range(1, N_FRAMES) if t != CUT]
     assert metrics["fidelity"]["frames_compared"] == N_FRAMES - len(
         json.loads((rendered / "results" / "clip" / "keyframes.json").read_text())["keyframes"])
-    for stage in ("extract_frames", "detect_scenes", "compute_flow", "render_guides", "stylize_keyframe",
+    for stage in ("extract_frames", "detect_scenes", "compute_flow", "stylize_keyframe",
                   "synthesize_gap", "blend_gap", "encode_video"):
         assert metrics["timings"][stage]["jobs"] >= 1
 
@@ -147,7 +147,7 @@ def test_repainting_a_keyframe_reruns_only_its_two_gaps_and_the_assembly(rendere
 
     jobs = planned_jobs(rendered)
     per_gap = {(rule, f"video=clip, gap={gap}") for gap in gaps
-               for rule in ("compute_flow", "render_guides", "synthesize_gap", "blend_gap")}
+               for rule in ("compute_flow", "synthesize_gap", "blend_gap")}
     expected = per_gap | {("stylize_keyframe", "video=clip, frame=00006"),
                                      ("encode_video", "video=clip"), ("encode_compare", "video=clip"),
                                      ("measure", "video=clip"), ("all", "")}

@@ -8,9 +8,9 @@ rule blend_gap:
         directory(results("{video}", "blended", "{gap}")),
     params:
         grad_weight=config["blend"]["grad_weight"],
-    priority: 4
+    priority: 3
     group:
-        "gap"
+        gap_group
     log:
         "logs/{video}/blend_gap/{gap}.log",
     benchmark:
@@ -18,6 +18,7 @@ rule blend_gap:
     threads: 1
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=60),
+        disk_mb=lambda wc: output_mb(wc.video, gap_frames(wc.gap), bytes_per_pixel=4),
         runtime=lambda wc: runtime_min(wc.video, gap_frames(wc.gap), seconds_per_megapixel=1),
     conda:
         "../../envs/restyle.yaml"

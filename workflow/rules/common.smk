@@ -61,10 +61,25 @@ def painted_dir(video):
     return config["keyframes"]["painted_dir"].format(video=video)
 
 
+_PLANS = {}
+
+
 def keyframe_plan(wildcards):
-    """The keyframe plan, available once the plan_keyframes checkpoint has run."""
-    with checkpoints.plan_keyframes.get(video=wildcards.video).output[0].open() as handle:
-        return json.load(handle)
+    """The keyframe plan, available once the plan_keyframes checkpoint has run (read once per
+    version of the file: input functions ask for it thousands of times on a long clip)."""
+    path = Path(checkpoints.plan_keyframes.get(video=wildcards.video).output[0])
+    version = (str(path), path.stat().st_mtime_ns)
+    if version not in _PLANS:
+        with path.open() as handle:
+            plan = json.load(handle)
+        batch = config["cluster"]["gaps_per_job"]
+        plan["gap_batch"] = {g["name"]: i // batch for i, g in enumerate(plan["gaps"])}
+        plan["keyframe_batches"] = {}
+        for gap in plan["gaps"]:
+            for end in (gap["start"], gap["end"]):
+                plan["keyframe_batches"].setdefault(end, set()).add(plan["gap_batch"][gap["name"]])
+        _PLANS[version] = plan
+    return _PLANS[version]
 
 
 def painted_input(wildcards):
@@ -153,6 +168,24 @@ def final_outputs():
     return outputs
 
 
+# Cluster submission.  Consecutive gaps of the plan are batched into group jobs together
+# with the keyframes between them; sharing those keyframes is what makes a batch one
+# connected group (Snakemake groups never span disconnected jobs).  A keyframe on the border
+# of two batches stays outside both and runs on its own first, so batches never wait for
+# each other.  (Explicit batches rather than --group-components, which in Snakemake 9 keeps
+# merging already merged groups each time the DAG is updated.)
+def gap_group(wildcards):
+    plan = keyframe_plan(wildcards)
+    return f"gaps-{wildcards.video}-{plan['gap_batch'][wildcards.gap]}"
+
+
+def keyframe_group(wildcards):
+    if DIFFUSION and not SCENE_BATCHES and keyframe_override(wildcards) is not None:
+        return None  # a GPU job: batched, several would add up their GPUs in one request
+    batches = keyframe_plan(wildcards)["keyframe_batches"].get(int(wildcards.frame), set())
+    return f"gaps-{wildcards.video}-{next(iter(batches))}" if len(batches) == 1 else None
+
+
 def frame_mem_mb(video, per_frame):
     """Memory for a job holding about ``per_frame`` bytes per pixel of working arrays."""
     width, height = VIDEO_INFO[video]["size"]
@@ -166,6 +199,14 @@ def video_frames(video):
 def gap_frames(gap):
     start, end = keyframes.parse_gap_name(gap)
     return end - start + 1
+
+
+def output_mb(video, n_frames, bytes_per_pixel):
+    """Disk a job's outputs take (``disk_mb``), from the bytes per pixel and frame measured in
+    BENCHMARKS.md.  Declared so Snakemake need not size each job's input (the whole frame
+    folder) to guess it."""
+    width, height = VIDEO_INFO[video]["size"]
+    return max(10, math.ceil(n_frames * width * height * bytes_per_pixel / 1e6))
 
 
 def runtime_min(video, n_frames, seconds_per_megapixel):

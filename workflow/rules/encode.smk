@@ -16,6 +16,7 @@ rule encode_video:
     threads: 2
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=40),
+        disk_mb=lambda wc: output_mb(wc.video, video_frames(wc.video), bytes_per_pixel=0.5),
         runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.1),
     conda:
         "../../envs/restyle.yaml"
@@ -42,6 +43,7 @@ rule encode_compare:
     threads: 2
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=40),
+        disk_mb=lambda wc: output_mb(wc.video, video_frames(wc.video), bytes_per_pixel=0.5),
         runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.1),
     conda:
         "../../envs/restyle.yaml"

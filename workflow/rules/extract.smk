@@ -14,6 +14,7 @@ rule extract_frames:
     threads: 2
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=20),
+        disk_mb=lambda wc: output_mb(wc.video, video_frames(wc.video), bytes_per_pixel=4),
         runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.1),
     conda:
         "../../envs/restyle.yaml"

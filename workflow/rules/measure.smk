@@ -21,6 +21,7 @@ rule measure:
     threads: 2
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=150),
+        disk_mb=10,
         runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=2),
     conda:
         "../../envs/restyle.yaml"

@@ -14,6 +14,7 @@ rule detect_scenes:
     threads: 1
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=20),
+        disk_mb=10,
         runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.1),
     conda:
         "../../envs/restyle.yaml"
@@ -38,6 +39,7 @@ checkpoint plan_keyframes:
     threads: 1
     resources:
         mem_mb=200,
+        disk_mb=10,
         runtime=10,
     conda:
         "../../envs/restyle.yaml"

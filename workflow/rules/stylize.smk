@@ -22,6 +22,7 @@ rule record_keyframe:
     resources:
         gpu=1,
         mem_mb=8000,
+        disk_mb=100,
         runtime=60,
     conda:
         "../../envs/restyle-diffusion.yaml"
@@ -43,10 +44,8 @@ rule stylize_keyframe:
         backend=config["stylizer"]["backend"],
         scene_batch=SCENE_BATCHES,
         override=keyframe_override,
-    # Builtin looks take a second: batched for cluster submission.  Diffusion keyframes are
-    # not (a batch of overrides would sum their GPUs into one request).
     group:
-        None if DIFFUSION else "keyframes"
+        keyframe_group
     log:
         "logs/{video}/stylize_keyframe/{frame}.log",
     benchmark:
@@ -55,6 +54,7 @@ rule stylize_keyframe:
     resources:
         gpu=lambda wc: int(DIFFUSION and not SCENE_BATCHES and keyframe_override(wc) is not None),
         mem_mb=lambda wc: 8000 if DIFFUSION else frame_mem_mb(wc.video, per_frame=30),
+        disk_mb=lambda wc: output_mb(wc.video, 1, bytes_per_pixel=4),
         runtime=60 if DIFFUSION else 10,
     conda:
         "../../envs/restyle-diffusion.yaml" if DIFFUSION else "../../envs/restyle.yaml"
@@ -83,6 +83,7 @@ rule stylize_scene:
     resources:
         gpu=1,
         mem_mb=16000,
+        disk_mb=100,
         runtime=lambda wc: 60 + 10 * len(keyframes.scene_keyframes(keyframe_plan(wc), int(wc.scene))),
     conda:
         "../../envs/restyle-diffusion.yaml"

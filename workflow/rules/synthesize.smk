@@ -11,16 +11,17 @@ rule synthesize_gap:
         keep(directory(results("{video}", "passes", "{gap}"))),
     params:
         **config["propagation"],
-    priority: 3
+    priority: 2
     group:
-        "gap"
+        gap_group
     log:
         "logs/{video}/synthesize_gap/{gap}.log",
     benchmark:
         results("{video}", "benchmarks", "synthesize_gap", "{gap}.tsv")
     threads: 2
     resources:
-        mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=200),
+        mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=300),
+        disk_mb=lambda wc: output_mb(wc.video, gap_frames(wc.gap), bytes_per_pixel=9),
         runtime=lambda wc: runtime_min(wc.video, gap_frames(wc.gap), seconds_per_megapixel=3),
     conda:
         "../../envs/restyle.yaml"
