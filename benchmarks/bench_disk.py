@@ -85,6 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--default-only", action="store_true", help="skip the keep_intermediate run")
     args = parser.parse_args()
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,18 +94,18 @@ def main() -> None:
         kept, default = base / "kept", base / "default"
         kept.mkdir()
         default.mkdir()
-        wall, _ = render(kept, args.cores, keep=True)
-        out = kept / "results" / "clip"
-        n = len(list((out / "frames").glob("*.png")))
-        per_k = 1000 / n
-        print(f"{n} frames at {SIZE[0]}x{SIZE[1]}, keep_intermediate: true, {wall:.0f} s on {args.cores} cores")
-        print(f"{'folder':<18} {'MB':>9} {'GB per 1,000 frames':>20}")
-        total = 0
-        for folder in sorted(p for p in out.iterdir() if p.is_dir()):
-            size = du(folder)
-            total += size
-            print(f"{folder.name:<18} {size / 1e6:>9.1f} {size * per_k / 1e9:>20.2f}")
-        print(f"{'all folders':<18} {total / 1e6:>9.1f} {total * per_k / 1e9:>20.2f}")
+        per_k = 1000 / args.frames
+        if not args.default_only:
+            wall, _ = render(kept, args.cores, keep=True)
+            out = kept / "results" / "clip"
+            print(f"{args.frames} frames at {SIZE[0]}x{SIZE[1]}, keep_intermediate: true, {wall:.0f} s on {args.cores} cores")
+            print(f"{'folder':<18} {'MB':>9} {'GB per 1,000 frames':>20}")
+            total = 0
+            for folder in sorted(p for p in out.iterdir() if p.is_dir()):
+                size = du(folder)
+                total += size
+                print(f"{folder.name:<18} {size / 1e6:>9.1f} {size * per_k / 1e9:>20.2f}")
+            print(f"{'all folders':<18} {total / 1e6:>9.1f} {total * per_k / 1e9:>20.2f}")
         wall, peak = render(default, args.cores, keep=False)
         final = du(default / "results")
         print(f"default (temp intermediates), {wall:.0f} s: peak {peak / 1e6:.1f} MB, "

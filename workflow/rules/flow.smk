@@ -16,7 +16,8 @@ rule compute_flow:
         guides=keep(directory(results("{video}", "guides", "{gap}"))),
     params:
         preset=config["flow"]["preset"],
-    # Later stages of a gap first (priority rises along flow -> synthesis -> blend): each gap finishes and frees its temp() files before the next starts,
+    # Later stages of a gap first (priority rises along flow -> synthesis -> blend; keyframes
+    # come before all): each gap finishes and frees its temp() files before the next gets far,
     # so disk holds a few gaps' intermediates, not the whole clip's.
     priority: 1
     group:

@@ -44,6 +44,9 @@ rule stylize_keyframe:
         backend=config["stylizer"]["backend"],
         scene_batch=SCENE_BATCHES,
         override=keyframe_override,
+    # Before flows (priority 1): a gap's synthesis can start as soon as its flows are done,
+    # instead of every flow of the clip being computed (and stored) first.
+    priority: 4
     group:
         keyframe_group
     log:
