@@ -49,7 +49,7 @@ def _current_umask() -> int:
     return mask
 
 
-def _remove_stale(parent: Path, pattern: str) -> None:
+def remove_stale_staging(parent: Path, pattern: str) -> None:
     """Staging leftovers of a writer that was killed (SIGKILL, a lost node) before it could
     clean up.  Only one job writes a given output at a time (Snakemake's lock), so a staging
     name of this output that exists now is from a dead writer."""
@@ -64,7 +64,7 @@ def _remove_stale(parent: Path, pattern: str) -> None:
 def _staged_file(path: str | os.PathLike) -> Iterator[str]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(path.parent, f".{path.stem}.*{path.suffix}")
+    remove_stale_staging(path.parent, f".{path.stem}.*{path.suffix}")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
@@ -112,7 +112,7 @@ def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Fill a fresh directory that appears at ``path`` only once the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(path.parent, f".{path.name}.*")
+    remove_stale_staging(path.parent, f".{path.name}.*")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp

@@ -30,6 +30,8 @@ import av
 import cv2
 import numpy as np
 
+from restyle.io import remove_stale_staging
+
 # Rates a measured average is snapped to, so a phone clip averaging 29.94 fps becomes 30000/1001
 # rather than an unreadable fraction.
 STANDARD_RATES = tuple(Fraction(r) for r in (
@@ -547,8 +549,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: Frac
             audio_input = None
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.part"):  # left by a writer that was killed
-        stale.unlink(missing_ok=True)
+    remove_stale_staging(path.parent, f".{path.name}.*.part")
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     os.close(fd)
     try:

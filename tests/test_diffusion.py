@@ -139,6 +139,19 @@ def test_single_file_needs_a_local_config(tmp_path):
     assert str(checkpoint) in one_line(error) and "config=" in one_line(error)
 
 
+def assert_same_pipeline(single, reference, components):
+    """``single`` has exactly ``reference``'s weights in ``components`` and renders the same bytes."""
+    for name in components:
+        ours, theirs = getattr(single, name).state_dict(), getattr(reference, name).state_dict()
+        assert ours.keys() == theirs.keys(), name
+        assert all(torch.equal(ours[key], theirs[key]) for key in theirs), name
+    assert single.vae.config.scaling_factor == reference.vae.config.scaling_factor
+    frame = photo()
+    out = make(single)(frame, 0)
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, make(reference)(frame, 0))
+
+
 def test_single_file_checkpoint_loads_offline_and_matches_the_diffusers_directory(tmp_path, models, pipeline,
                                                                                    monkeypatch):
     import shutil
@@ -164,18 +177,8 @@ def test_single_file_checkpoint_loads_offline_and_matches_the_diffusers_director
     assert type(single).__name__ == "StableDiffusionImg2ImgPipeline"
     assert getattr(single, "safety_checker", None) is None
     # Every weight arrived, under the right name (diffusers loads CLIP with strict=False, so a
-    # missed key would otherwise stay silently random).
-    for name in ("unet", "vae", "text_encoder"):
-        ours, theirs = getattr(single, name).state_dict(), getattr(pipeline, name).state_dict()
-        assert ours.keys() == theirs.keys(), name
-        assert all(torch.equal(ours[key], theirs[key]) for key in theirs), name
-    assert single.vae.config.scaling_factor == pipeline.vae.config.scaling_factor
-
-    frame = photo()
-    out = make(single)(frame, 0)
-    assert out.shape == frame.shape and out.dtype == np.uint8
-    # Same weights, same schedule, same seed: the very same bytes.
-    np.testing.assert_array_equal(out, make(pipeline)(frame, 0))
+    # missed key would otherwise stay silently random); same schedule and seed: same bytes.
+    assert_same_pipeline(single, pipeline, ("unet", "vae", "text_encoder"))
 
     # A checkpoint lacking a component cannot borrow it from the weightless config directory.
     from safetensors.torch import load_file, save_file
@@ -218,18 +221,9 @@ def test_sdxl_single_file_checkpoint_loads_offline_and_matches_the_diffusers_dir
     monkeypatch.setattr(socket, "create_connection", refuse)
     single = load_pipeline(checkpoint, config=config)
     assert type(single).__name__ == "StableDiffusionXLImg2ImgPipeline"
-    # Every weight arrived under the right name -- in particular the second text encoder came
-    # from the OpenCLIP keys, not from CLIP-L (diffusers picks the converter by key and width).
-    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
-        ours, theirs = getattr(single, name).state_dict(), getattr(reference, name).state_dict()
-        assert ours.keys() == theirs.keys(), name
-        assert all(torch.equal(ours[key], theirs[key]) for key in theirs), name
-    assert single.vae.config.scaling_factor == reference.vae.config.scaling_factor
-
-    frame = photo()
-    out = make(single)(frame, 0)
-    assert out.shape == frame.shape and out.dtype == np.uint8
-    np.testing.assert_array_equal(out, make(reference)(frame, 0))
+    # In particular the second text encoder came from the OpenCLIP keys, not from CLIP-L
+    # (diffusers picks the converter by key and width).
+    assert_same_pipeline(single, reference, ("unet", "vae", "text_encoder", "text_encoder_2"))
 
 
 def test_pickled_component_weights_are_refused(tmp_path, models):
