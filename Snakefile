@@ -23,3 +23,7 @@ rule all:
     input:
         final_outputs(),
     default_target: True
+
+
+onsuccess:
+    remove_leftover_intermediates()

@@ -13,8 +13,19 @@ from restyle.stylize import Stylizer
 FrameReader = Callable[[int], np.ndarray]
 
 
+def frames_between_stylized_keyframes(manifest: dict, painted: set[int] | frozenset[int] = frozenset()) -> set[int]:
+    """The in-between frames whose both keyframes came from the stylizer (none painted): the
+    frames a per-frame stylization is a fair reference for."""
+    frames = set()
+    for gap in manifest["gaps"]:
+        if gap["start"] not in painted and gap["end"] not in painted:
+            frames.update(range(gap["start"] + 1, gap["end"]))
+    return frames
+
+
 def evaluate_video(manifest: dict, restyled: FrameReader, original: FrameReader,
-                   per_frame_stylizer: Stylizer | None = None, flow_preset: str = "medium") -> dict:
+                   per_frame_stylizer: Stylizer | None = None, flow_preset: str = "medium",
+                   fidelity_frames: set[int] | None = None, no_fidelity_reason: str | None = None) -> dict:
     """Temporal stability, fidelity and sharpness of a restyled video.
 
     E_warp (shared/REFERENCE.md section 4) is measured on the output, on the input (its
@@ -32,6 +43,11 @@ def evaluate_video(manifest: dict, restyled: FrameReader, original: FrameReader,
     per_frame_stylizer : Stylizer or None
     flow_preset : str
         DIS preset of the flow used by E_warp.
+    fidelity_frames : set of int, optional
+        The frames fidelity is measured on (default: every non-keyframe).  Frames propagated
+        from a painted keyframe have no per-frame reference: leave them out.
+    no_fidelity_reason : str, optional
+        Why there is no per-frame reference, reported in place of the fidelity numbers.
     """
     keyframes = set(manifest["keyframes"])
     per_frame: list[dict] = []
@@ -44,7 +60,7 @@ def evaluate_video(manifest: dict, restyled: FrameReader, original: FrameReader,
             current = {"input": original(t), "output": restyled(t)}
             if per_frame_stylizer is not None:
                 current["per_frame_stylization"] = per_frame_stylizer(current["input"], t)
-                if t not in keyframes:
+                if t not in keyframes and (fidelity_frames is None or t in fidelity_frames):
                     psnrs.append(psnr(current["output"], current["per_frame_stylization"]))
                     sharp_out.append(sharpness(current["output"]))
                     sharp_ref.append(sharpness(current["per_frame_stylization"]))
@@ -64,7 +80,11 @@ def evaluate_video(manifest: dict, restyled: FrameReader, original: FrameReader,
         "e_warp": {k: float(np.mean([row[k] for row in per_frame])) for k in series},
         "e_warp_per_frame": per_frame,
     }
-    if psnrs:
+    if not psnrs:
+        if per_frame_stylizer is not None:
+            no_fidelity_reason = "every in-between frame is propagated from a painted keyframe"
+        report["fidelity"] = {"reason_absent": no_fidelity_reason or "no per-frame reference"}
+    else:
         report["fidelity"] = {
             "psnr_db_vs_per_frame_stylization": float(np.mean(psnrs)),
             "sharpness_ratio_vs_per_frame_stylization": float(np.mean(sharp_out) / max(np.mean(sharp_ref), 1e-12)),

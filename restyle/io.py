@@ -8,10 +8,13 @@ writer here writes to a temporary name in the same directory and renames it into
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +22,29 @@ import cv2
 import numpy as np
 
 
-class ImageError(ValueError):
+class RestyleError(Exception):
+    """A problem the user can fix; the message is one line naming the file and the fix.
+
+    A rule script that dies of one prints just that line (see :func:`log_to`), not a traceback.
+    """
+
+
+class ImageError(RestyleError, ValueError):
     """An image file that cannot be used; the message names the file and the fix."""
+
+
+class DiskFullError(RestyleError, OSError):
+    """A write failed because the file system is full (or over quota)."""
+
+
+# Written last into every staged directory: the names of the files it holds.  A directory
+# output whose manifest is missing, or names a file that is not there, is not finished (it
+# was being deleted when the run was killed) and is never taken as an input.
+MANIFEST = ".restyle-complete"
+
+# Environment variable through which the workflow tells its jobs how much disk the whole run
+# still needs (estimated at parse time), so a job that fills the disk can say it.
+DISK_NEEDED_ENV = "RESTYLE_DISK_NEEDED_MB"
 
 
 def frame_name(index: int, suffix: str = ".png") -> str:
@@ -43,6 +67,17 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def read_image_alpha(path: str | os.PathLike) -> np.ndarray | None:
+    """The alpha channel of an image file (uint8, 16-bit scaled), or None when it has none."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageError(f"{path}: cannot read this image; save it as PNG, JPEG or TIFF")
+    if image.ndim != 3 or image.shape[2] != 4:
+        return None
+    alpha = image[..., 3]
+    return (alpha // 257).astype(np.uint8) if alpha.dtype == np.uint16 else alpha
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -60,6 +95,41 @@ def remove_stale_staging(parent: Path, pattern: str) -> None:
             stale.unlink(missing_ok=True)
 
 
+def _free_mb(path: Path) -> float:
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return shutil.disk_usage(folder).free / 1e6
+    return float("inf")
+
+
+def _is_disk_full(error: OSError, path: Path) -> bool:
+    # numpy and OpenCV report a short write without an errno ("N requested and M written"),
+    # so an OSError on a file system with almost no space left counts too.
+    return error.errno in (errno.ENOSPC, errno.EDQUOT) or _free_mb(path) < 16
+
+
+def disk_full_message(path: str | os.PathLike) -> str:
+    """One line for a write to ``path`` that found the disk full: free and needed space, fix."""
+    path = Path(path)
+    needed = os.environ.get(DISK_NEEDED_ENV)
+    need = f"; the run needed about {float(needed):,.0f} MB more when it started" if needed else ""
+    return (f"{path}: disk full ({_free_mb(path.parent):,.0f} MB free{need}); free some space or "
+            "put results/ on a larger disk (a symlink works), then run the same command again: "
+            "finished work is kept")
+
+
+@contextlib.contextmanager
+def _disk_full_reported(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        # An inner write's error is re-said with this (outer) path: a directory output's
+        # name, not that of a file in its staging folder.
+        if isinstance(error, DiskFullError) or _is_disk_full(error, path):
+            raise DiskFullError(disk_full_message(path)) from error
+        raise
+
+
 @contextlib.contextmanager
 def _staged_file(path: str | os.PathLike) -> Iterator[str]:
     path = Path(path)
@@ -68,7 +138,8 @@ def _staged_file(path: str | os.PathLike) -> Iterator[str]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        yield tmp
+        with _disk_full_reported(path):
+            yield tmp
         # mkstemp makes private files; outputs get the permissions any new file would.
         os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
@@ -107,29 +178,97 @@ def read_json(path: str | os.PathLike):
         return json.load(handle)
 
 
+def _files_under(root: Path) -> set[str]:
+    found = set()
+    for folder, _, files in os.walk(root):
+        relative = Path(folder).relative_to(root)
+        found.update((relative / name).as_posix() for name in files)
+    found.discard(MANIFEST)
+    return found
+
+
 @contextlib.contextmanager
 def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Fill a fresh directory that appears at ``path`` only once the block succeeds."""
+    """Fill a fresh directory that appears at ``path`` only once the block succeeds.
+
+    The directory gets a manifest of its files (see :func:`directory_is_complete`), and an
+    older directory at ``path`` is moved aside before the new one takes its name, so at no
+    moment does ``path`` hold a half-written or half-removed directory of ours.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(path.parent, f".{path.name}.*")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        yield tmp
+        with _disk_full_reported(path):
+            yield tmp
+            (tmp / MANIFEST).write_text("".join(f"{name}\n" for name in sorted(_files_under(tmp))))
         os.chmod(tmp, 0o777 & ~_current_umask())
+        aside = path.parent / f".{path.name}.{uuid.uuid4().hex}.old"
         if path.exists():
-            shutil.rmtree(path)
+            os.replace(path, aside)
         os.replace(tmp, path)
+        shutil.rmtree(aside, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
 
 
+def directory_is_complete(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a directory :func:`staged_directory` finished and nothing has been
+    removed from since (Snakemake deleting a temp() directory removes files one by one)."""
+    manifest = Path(path) / MANIFEST
+    try:
+        listed = set(manifest.read_text().splitlines())
+    except OSError:
+        return False
+    return listed <= _files_under(Path(path))
+
+
+def remove_directories_made_redundant(parent: str | os.PathLike, made_from_them: str | os.PathLike) -> list[Path]:
+    """Remove the directories in ``parent`` for which a complete directory of the same name
+    exists in ``made_from_them``; return them.
+
+    For temp() intermediates of a run that was killed before Snakemake deleted them: a rerun
+    has no job left that reads them, so Snakemake would keep them (and their disk) forever.
+    """
+    parent, made_from_them = Path(parent), Path(made_from_them)
+    removed = []
+    if not parent.is_dir():
+        return removed
+    for child in sorted(parent.iterdir()):
+        if child.is_dir() and not child.name.startswith(".") and directory_is_complete(made_from_them / child.name):
+            shutil.rmtree(child, ignore_errors=True)
+            removed.append(child)
+    return removed
+
+
+def remove_incomplete_directories(parent: str | os.PathLike) -> list[Path]:
+    """Remove the directory outputs in ``parent`` that are not complete; return them.
+
+    For regenerable intermediates only: a run killed while Snakemake deleted one of them leaves
+    it half there, newer than the outputs made from it, and a rerun would otherwise read it.
+    Staging folders (dot names) are left to their writers.
+    """
+    parent = Path(parent)
+    removed = []
+    if not parent.is_dir():
+        return removed
+    for child in sorted(parent.iterdir()):
+        if child.is_dir() and not child.name.startswith(".") and not directory_is_complete(child):
+            shutil.rmtree(child, ignore_errors=True)
+            removed.append(child)
+    return removed
+
+
 def log_to(path: str | os.PathLike) -> None:
     """Send this process's logging to ``path`` (a rule's ``log:`` file), including the error
-    that ends it: a failed job's log is where Snakemake (and a cluster user) looks first."""
+    that ends it: a failed job's log is where Snakemake (and a cluster user) looks first.
+
+    A :class:`RestyleError` (bad input, disk full) reaches the terminal as its one line; the
+    traceback goes to the log only.
+    """
     import logging
-    import sys
 
     logging.basicConfig(filename=str(path), level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(message)s")
@@ -137,6 +276,9 @@ def log_to(path: str | os.PathLike) -> None:
 
     def log_uncaught(kind, error, traceback):
         logging.getLogger("restyle").error("%s: %s", kind.__name__, error, exc_info=(kind, error, traceback))
+        if isinstance(error, RestyleError):
+            print(f"restyle: error: {error}", file=sys.stderr)
+            return
         previous_hook(kind, error, traceback)
 
     sys.excepthook = log_uncaught

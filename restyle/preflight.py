@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from restyle.io import ImageError, read_image
+from restyle.io import ImageError, read_image, read_image_alpha
 from restyle.stylize import BACKENDS, LOOKS
 from restyle.video import VideoError, output_size, probe_video
 
@@ -37,32 +39,142 @@ def fail_on_errors(result):
     return result
 
 
+def warn(message: str) -> None:
+    """A problem that does not stop the run, as one line on stderr."""
+    print(f"restyle: warning: {message}", file=sys.stderr)
+
+
+COMMAND_LINE = "--config"
+
+
+def display_path(path: str | Path) -> str:
+    """A config file's path as the user would write it: relative to the working directory
+    when inside it."""
+    path = Path(path)
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def config_origin(key: str, sources: list[tuple[str, dict]]) -> str:
+    """Where the value at dotted ``key`` came from: the last of ``sources`` (label, values),
+    in the order Snakemake merges them, that sets it or the nearest section above it."""
+    parts = key.split(".") if key else []
+    best, best_depth = sources[0][0] if sources else "config.yaml", -1
+    for label, values in sources:
+        node, depth = values, 0
+        for part in parts:
+            if not isinstance(node, dict) or part not in node:
+                break
+            node, depth = node[part], depth + 1
+        if depth > 0 and depth >= best_depth:
+            best, best_depth = label, depth
+    return best
+
+
+def fix_hint(origin: str) -> str:
+    if origin == COMMAND_LINE:
+        return "fix the --config value on the command line (nested keys: --config 'keyframes={interval: 5}')"
+    return f"fix it in {origin}"
+
+
+def load_schema(basedir: str | Path) -> dict:
+    with open(Path(basedir) / "workflow" / "schemas" / "config.schema.yaml") as handle:
+        return yaml.safe_load(handle)
+
+
+def _schema_types(schema: dict) -> list[str]:
+    kinds = schema.get("type", [])
+    return [kinds] if isinstance(kinds, str) else list(kinds)
+
+
+def _coerced(value, schema: dict):
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key in value:
+            sub = properties.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                value[key] = _coerced(value[key], sub)
+        return value
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_coerced(item, schema["items"]) for item in value]
+    if isinstance(value, str) and "string" not in _schema_types(schema):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        python_types = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None),
+                        "array": list, "object": dict}
+        for kind in _schema_types(schema):
+            if isinstance(parsed, python_types.get(kind, ())) and not (kind != "boolean" and isinstance(parsed, bool)):
+                return _coerced(parsed, schema)
+    return value
+
+
+def coerce_command_line(config: dict, command_line: dict, schema: dict) -> None:
+    """Give ``--config`` values the types the schema asks for, in ``config`` (in place).
+
+    Snakemake reads a nested ``--config key={a: 5}`` with YAML's base loader, so every value in
+    it arrives as a string (``'5'``); a value written in a config file keeps its YAML type.
+    """
+    def walk(given: dict, target: dict, schema: dict) -> None:
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, value in given.items():
+            sub = properties.get(key, extra if isinstance(extra, dict) else None)
+            if sub is None or key not in target:
+                continue
+            if isinstance(value, dict) and isinstance(target[key], dict):
+                walk(value, target[key], sub)
+            else:
+                target[key] = _coerced(target[key], sub)
+
+    walk(command_line, config, schema)
+
+
 def _config_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
-def check_config(config: dict, basedir: str | Path, config_name: str = "config.yaml") -> PreflightErrors:
-    """Schema and semantic checks of the workflow config."""
+Origin = Callable[[str], str]
+
+
+def _config_yaml(_key: str) -> str:
+    return "config.yaml"
+
+
+def check_config(config: dict, basedir: str | Path, origin: Origin = _config_yaml) -> PreflightErrors:
+    """Schema and semantic checks of the workflow config.
+
+    ``origin(key)`` names the file (or ``--config``) a dotted key's value came from, so each
+    message points where the fix goes.
+    """
     errors = PreflightErrors()
-    schema_path = Path(basedir) / "workflow" / "schemas" / "config.schema.yaml"
-    with open(schema_path) as handle:
-        schema = yaml.safe_load(handle)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(load_schema(basedir))
     for error in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path)):
-        errors.append(f"{config_name}: {_config_path(error)}: {error.message} "
-                      f"(fix it in {config_name} or on the command line with --config)")
+        where = origin(_config_path(error))
+        errors.append(f"{where}: {_config_path(error)}: {error.message} ({fix_hint(where)})")
     if errors:
         return errors
     stylizer = config.get("stylizer", {})
     backend = stylizer.get("backend", "builtin")
     if backend not in BACKENDS:
-        errors.append(f"{config_name}: stylizer.backend: unknown stylizer {backend!r}; "
+        errors.append(f"{origin('stylizer.backend')}: stylizer.backend: unknown stylizer {backend!r}; "
                       f"use one of {sorted(BACKENDS)}")
     elif backend == "builtin" and stylizer.get("look", "watercolor") not in LOOKS:
-        errors.append(f"{config_name}: stylizer.look: unknown built-in look {stylizer.get('look')!r}; "
+        errors.append(f"{origin('stylizer.look')}: stylizer.look: unknown built-in look {stylizer.get('look')!r}; "
                       f"use one of {sorted(LOOKS)}")
     elif backend == "diffusion":
-        errors.extend(check_diffusion_config(stylizer, config_name))
+        errors.extend(check_diffusion_config(stylizer, origin("stylizer.model")))
+    videos = set(config.get("videos", {}))
+    sections = (("keyframes.extra", config.get("keyframes", {}).get("extra", {})),
+                ("stylizer.overrides", stylizer.get("overrides", {})))
+    for key, per_video in sections:
+        for name in sorted(set(per_video) - videos):
+            errors.append(f"{origin(f'{key}.{name}')}: {key}.{name}: there is no video {name!r} "
+                          f"(videos: {', '.join(sorted(videos))}); fix the name or remove the entry")
     return errors
 
 
@@ -88,14 +200,29 @@ def check_diffusion_config(stylizer: dict, config_name: str = "config.yaml") -> 
     return []
 
 
+class PaintedNameError(ValueError):
+    """An image in a painted folder that is not named by a frame number."""
+
+
 def painted_files(folder: str | Path) -> dict[int, Path]:
-    """``{frame number: file}`` for image files in ``folder`` whose stem is a frame number."""
+    """``{frame number: file}`` for the image files in ``folder``.
+
+    Every image there must be named by its frame number (``10.png``, ``00010.png``): one named
+    otherwise would silently be left out, so it raises :class:`PaintedNameError`.  Files of
+    other kinds (notes, ``.DS_Store``) are ignored.
+    """
     folder = Path(folder)
     found: dict[int, Path] = {}
     if not folder.is_dir():
         return found
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in PAINTED_SUFFIXES and re.fullmatch(r"\d+", path.stem):
+        if path.suffix.lower() in PAINTED_SUFFIXES and not path.name.startswith("."):
+            if not re.fullmatch(r"\d+", path.stem):
+                digits = re.findall(r"\d+", path.stem)
+                rename = (f"rename it to {int(digits[-1])}{path.suffix} if it paints frame {int(digits[-1])}"
+                          if digits else "rename it to its frame number (e.g. 10.png)")
+                raise PaintedNameError(f"{path}: painted keyframes are named by frame number; {rename}, "
+                                       f"or move it out of {folder}")
             frame = int(path.stem)
             if frame in found:
                 raise ValueError(f"{path}: frame {frame} is painted twice (also {found[frame]}); keep one file")
@@ -103,8 +230,9 @@ def painted_files(folder: str | Path) -> dict[int, Path]:
     return found
 
 
-def check_video(name: str, path: str, config: dict) -> PreflightErrors:
-    """The video opens and has frames; its painted keyframes are readable and fit it.
+def check_video(name: str, path: str, config: dict, origin: Origin = _config_yaml) -> PreflightErrors:
+    """The video opens and has frames; its painted keyframes are readable and fit it, and its
+    extra keyframes lie inside it.
 
     On success the result's ``value`` is ``{"probe": ..., "size": (w, h), "painted": {...}}``.
     """
@@ -112,7 +240,21 @@ def check_video(name: str, path: str, config: dict) -> PreflightErrors:
     try:
         probe = probe_video(path)
     except VideoError as error:
-        errors.append(f"{error} (videos.{name} in config.yaml)")
+        errors.append(f"{error} (videos.{name} in {origin(f'videos.{name}')})")
+        return errors
+    last = probe["n_frames"] - 1
+    for frame in config.get("keyframes", {}).get("extra", {}).get(name, []):
+        if frame > last:
+            key = f"keyframes.extra.{name}"
+            errors.append(f"{origin(key)}: {key}: frame {frame} is past the last frame ({last}) of {path}; "
+                          f"use frames 0-{last}")
+    overrides = config.get("stylizer", {}).get("overrides", {}).get(name, {})
+    for frame in sorted(int(k) for k in overrides):
+        if frame > last:
+            key = f"stylizer.overrides.{name}"
+            errors.append(f"{origin(key)}: {key}: frame {frame} is past the last frame ({last}) of {path}; "
+                          f"use frames 0-{last}")
+    if errors:
         return errors
     width, height = output_size(probe["width"], probe["height"], config.get("width"))
     folder = str(config.get("keyframes", {}).get("painted_dir", "painted/{video}")).format(video=name)
@@ -122,6 +264,12 @@ def check_video(name: str, path: str, config: dict) -> PreflightErrors:
         errors.append(str(error))
         return errors
     for frame, painted_path in painted.items():
+        alpha = read_image_alpha(painted_path)
+        if alpha is not None and alpha.min() < 255:
+            errors.append(f"{painted_path}: painted keyframe has transparent pixels, and restyle uses a "
+                          "painted keyframe as the whole frame; flatten it onto the frame "
+                          "(or paint every pixel) and save it without alpha")
+            continue
         if frame >= probe["n_frames"]:
             errors.append(f"{painted_path}: frame {frame} is past the last frame "
                           f"({probe['n_frames'] - 1}) of {path}; rename or remove it")
@@ -139,7 +287,85 @@ def check_video(name: str, path: str, config: dict) -> PreflightErrors:
     return errors
 
 
-def check_painted_are_keyframes(painted: dict[int, str], keyframes: list[int], video: str) -> PreflightErrors:
+def stray_painted_folders(painted_dir: str, videos: list[str]) -> list[str]:
+    """Warnings for folders beside the painted folders of ``videos`` that belong to no video
+    (a misspelt video name would otherwise leave its paintings unused)."""
+    if "{video}" not in painted_dir:
+        return []
+    pattern = Path(painted_dir)
+    parts = pattern.parts
+    at = next(i for i, part in enumerate(parts) if "{video}" in part)
+    if "{video}" != parts[at] or at != len(parts) - 1:
+        return []
+    parent = Path(*parts[:at]) if at else Path(".")
+    if not parent.is_dir():
+        return []
+    known = set(videos)
+    warnings = []
+    for folder in sorted(parent.iterdir()):
+        if folder.is_dir() and folder.name not in known and not folder.name.startswith(".") and \
+                any(p.suffix.lower() in PAINTED_SUFFIXES for p in folder.iterdir()):
+            warnings.append(f"{folder}: painted keyframes for a video {folder.name!r} that is not in "
+                            f"videos ({', '.join(sorted(known))}); they are not used")
+    return warnings
+
+
+# Disk a run needs, in bytes per pixel of one frame (measured on the demo and on 1080p clips,
+# BENCHMARKS.md "Disk"): files that stay (frames, blended frames, keyframes, videos), and the
+# temp() intermediates of one gap in flight (flows, occlusions, guides, passes).
+KEPT_BYTES_PER_PIXEL = 6
+INTERMEDIATE_BYTES_PER_PIXEL = 46
+
+
+def disk_needed_mb(video_infos: dict[str, dict], config: dict, cores: int) -> float:
+    """Disk the run needs at its peak, in MB: every video's kept files plus, with temp()
+    intermediates, about one gap per core in flight (all intermediates with keep_intermediate)."""
+    interval = config.get("keyframes", {}).get("interval", 10)
+    total = 0.0
+    for info in video_infos.values():
+        width, height = info["size"]
+        frames = info["probe"]["n_frames"]
+        in_flight = frames if config.get("keep_intermediate") else min(frames, (interval + 1) * max(cores, 1))
+        total += width * height * (frames * KEPT_BYTES_PER_PIXEL + in_flight * INTERMEDIATE_BYTES_PER_PIXEL)
+    return total / 1e6
+
+
+def _size_mb(folder: Path) -> float:
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except OSError:
+            pass
+    return total / 1e6
+
+
+def check_disk_space(results: str | Path, needed_mb: float, origin: str = "config.yaml") -> tuple[list[str], list[str], float]:
+    """(errors, warnings, MB still needed) for a run needing ``needed_mb`` under ``results``.
+
+    What the results folder already holds counts as done (a rerun needs only the rest); the
+    estimate is generous, so a shortfall within it is a warning and only a run needing more
+    than twice the free space is refused.
+    """
+    results = Path(results)
+    existing = _size_mb(results) if results.is_dir() else 0.0
+    remaining = max(0.0, needed_mb - existing)
+    probe_at = next((p for p in (results, *results.absolute().parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(probe_at).free / 1e6
+    hint = ("free some space, or put results/ on a larger disk (a symlink works); "
+            f"check_disk_space: false in {origin} skips this check")
+    if remaining > 2 * free:
+        return [f"{results}: not enough disk space: this run needs about {remaining:,.0f} MB more and "
+                f"{free:,.0f} MB are free; {hint}"], [], remaining
+    if remaining > free:
+        return [], [f"{results}: this run may need about {remaining:,.0f} MB more and only "
+                    f"{free:,.0f} MB are free; it stops with 'disk full' if so ({hint})"], remaining
+    return [], [], remaining
+
+
+def check_painted_are_keyframes(painted: dict[int, str], keyframes: list[int], video: str,
+                                config_name: str = "config.yaml") -> PreflightErrors:
     """Every painted file must sit on a keyframe, or it would silently be ignored."""
     errors = PreflightErrors()
     keys = set(keyframes)
@@ -147,6 +373,6 @@ def check_painted_are_keyframes(painted: dict[int, str], keyframes: list[int], v
         if frame not in keys:
             nearby = sorted(keys, key=lambda k: abs(k - frame))[:2]
             errors.append(f"{path}: frame {frame} is not a keyframe of {video}; add it with "
-                          f"keyframes.extra: {{{video}: [{frame}]}} in config.yaml, or paint "
+                          f"keyframes.extra: {{{video}: [{frame}]}} in {config_name}, or paint "
                           f"keyframe {' or '.join(str(k) for k in sorted(nearby))} instead")
     return errors

@@ -8,7 +8,7 @@ import pytest
 from clips import synthetic_frames
 from restyle import io
 from restyle.assemble import restyled_frame_paths
-from restyle.evaluate import evaluate_video
+from restyle.evaluate import evaluate_video, frames_between_stylized_keyframes
 from restyle.keyframes import plan
 from restyle.preflight import check_config, check_painted_are_keyframes, painted_files
 from restyle.timings import stage_timings
@@ -52,10 +52,46 @@ def test_staged_directory_appears_only_on_success(tmp_path):
     assert (target / "x").read_text() == "whole"
 
 
+def test_a_directory_output_with_a_file_removed_is_incomplete_and_swept(tmp_path):
+    for name in ("00000-00004", "00004-00008"):
+        with io.staged_directory(tmp_path / name) as folder:
+            (folder / "fwd").mkdir()
+            for t in range(3):
+                io.write_image(folder / "fwd" / f"edge_{t:05d}.png", np.zeros((4, 4), np.uint8))
+    assert io.directory_is_complete(tmp_path / "00000-00004")
+    (tmp_path / "00004-00008" / "fwd" / "edge_00001.png").unlink()  # as a killed rmtree leaves it
+    (tmp_path / ".00008-00012.staging").mkdir()  # a writer's staging folder: not ours to judge
+    assert not io.directory_is_complete(tmp_path / "00004-00008")
+    assert io.remove_incomplete_directories(tmp_path) == [tmp_path / "00004-00008"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".00008-00012.staging", "00000-00004"]
+
+
+def test_rewriting_a_directory_output_never_shows_a_partial_one(tmp_path, monkeypatch):
+    target = tmp_path / "out"
+    with io.staged_directory(target) as folder:
+        (folder / "a").write_text("old")
+    seen = []
+    real_replace = io.os.replace
+
+    def watching_replace(src, dst):
+        seen.append(io.directory_is_complete(target) if target.exists() else None)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", watching_replace)
+    with io.staged_directory(target) as folder:
+        (folder / "a").write_text("new")
+    assert None not in seen[:1] and all(state in (True, None) for state in seen)
+    assert (target / "a").read_text() == "new" and io.directory_is_complete(target)
+
+
 def test_painted_files_are_found_by_frame_number(tmp_path):
-    for name in ("0010.png", "7.jpg", "notes.txt", "cover.png"):
+    for name in ("0010.png", "7.jpg", "notes.txt", ".DS_Store"):
         (tmp_path / name).write_bytes(b"")
     assert {k: p.name for k, p in painted_files(tmp_path).items()} == {7: "7.jpg", 10: "0010.png"}
+    (tmp_path / "cover.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="cover.png: painted keyframes are named by frame number"):
+        painted_files(tmp_path)
+    (tmp_path / "cover.png").unlink()
     (tmp_path / "00010.tif").write_bytes(b"")
     with pytest.raises(ValueError, match="painted twice"):
         painted_files(tmp_path)
@@ -103,6 +139,32 @@ def test_evaluate_video_scores_flicker_and_skips_the_cut():
     assert steady["e_warp"]["output"] == pytest.approx(steady["e_warp"]["input"])
     assert flickering["e_warp"]["output"] > 5 * flickering["e_warp"]["input"]
     assert flickering["fidelity"]["frames_compared"] == 10 - len(manifest["keyframes"])
+
+
+def test_fidelity_leaves_out_frames_propagated_from_painted_keyframes():
+    frames = list(synthetic_frames(10, (64, 48), cut_at=None, seed=2))
+    manifest = plan(10, [], 3)  # keyframes 0 3 6 9
+    painted = {3}
+    compared = frames_between_stylized_keyframes(manifest, painted)
+    assert compared == {7, 8}
+    stylizer = make_stylizer("builtin", look="oil")
+    report = evaluate_video(manifest, lambda t: frames[t], lambda t: frames[t], per_frame_stylizer=stylizer,
+                            fidelity_frames=compared)
+    assert report["fidelity"]["frames_compared"] == 2
+    all_painted = evaluate_video(manifest, lambda t: frames[t], lambda t: frames[t], per_frame_stylizer=stylizer,
+                                 fidelity_frames=frames_between_stylized_keyframes(manifest, {0, 3, 6, 9}))
+    assert "painted" in all_painted["fidelity"]["reason_absent"]
+    assert "per_frame_stylization" in all_painted["e_warp"]  # the flicker it removes is still measured
+
+
+def test_a_one_line_error_of_a_rule_script_reaches_the_terminal_without_traceback(tmp_path):
+    log = tmp_path / "job.log"
+    script = (f"from restyle import io; io.log_to({str(log)!r}); "
+              "raise io.ImageError('frames/00007.png: cannot read this image')")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "restyle: error: frames/00007.png: cannot read this image"
+    assert "Traceback" in log.read_text()  # the log keeps the whole story
 
 
 def test_a_rule_scripts_uncaught_error_lands_in_its_log(tmp_path):

@@ -25,10 +25,16 @@ def diffusion_config(model, **extra):
 @pytest.fixture(scope="module")
 def diffused(tmp_path_factory, clip, model):
     workdir = tmp_path_factory.mktemp("diffusion-run")
-    write_config(workdir, clip, stylizer=diffusion_config(model), output={"compare": False},
-                 measure={"per_frame_reference": False})
+    # measure keeps its defaults: a diffusion run must not stylize every frame to measure
+    write_config(workdir, clip, stylizer=diffusion_config(model), output={"compare": False})
     snakemake(workdir)
     return workdir
+
+
+def test_metrics_of_a_diffusion_run_say_why_fidelity_is_absent(diffused):
+    metrics = json.loads((diffused / "results" / "clip" / "metrics.json").read_text())
+    assert set(metrics["e_warp"]) == {"output", "input"}
+    assert "diffusion" in metrics["fidelity"]["reason_absent"]
 
 
 def test_diffusion_keyframes_render_a_video_and_records_chain_within_scenes(diffused):
@@ -43,8 +49,7 @@ def test_diffusion_keyframes_render_a_video_and_records_chain_within_scenes(diff
 
 def test_a_prompt_override_reruns_only_that_keyframe_its_gaps_and_the_assembly(diffused, clip, model):
     override = {"clip": {6: {"prompt": "a charcoal drawing", "seed": 9}}}
-    write_config(diffused, clip, stylizer=diffusion_config(model, overrides=override), output={"compare": False},
-                 measure={"per_frame_reference": False})
+    write_config(diffused, clip, stylizer=diffusion_config(model, overrides=override), output={"compare": False})
     jobs = planned_jobs(diffused)
     gaps = ["00000-00006", "00006-00012"]
     expected = {(rule, f"video=clip, gap={gap}") for gap in gaps

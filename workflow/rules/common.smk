@@ -7,22 +7,40 @@ import os
 import sys
 from pathlib import Path
 
+from snakemake.common.configfile import load_configfile
 from snakemake.utils import validate
 
 # The restyle library of this checkout, also when it is not pip-installed.
 sys.path.insert(0, workflow.basedir)
-from restyle import keyframes, preflight
+from restyle import io, keyframes, preflight
 
 # Rule scripts import the restyle library from this checkout, in whatever environment
 # (a conda env from envs/, a cluster node) they run.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p)
 
+# Where each config value came from, in Snakemake's merge order (the Snakefile's
+# config.yaml, then --configfile files, then --config), so a message names the right file.
+CLI_CONFIG = dict(workflow.config_settings.config)
+CONFIG_SOURCES = [
+    (preflight.display_path(f), load_configfile(f))
+    for f in workflow.configfiles
+    if Path(f).absolute() not in set(map(Path, workflow.overwrite_configfiles))
+] + [(preflight.display_path(f), load_configfile(f)) for f in workflow.overwrite_configfiles]
+if CLI_CONFIG:
+    CONFIG_SOURCES.append((preflight.COMMAND_LINE, CLI_CONFIG))
+
+
+def config_origin(key):
+    return preflight.config_origin(key, CONFIG_SOURCES)
+
+
 # Our own pass first: one line per problem instead of a schema dump; validate() then
 # fills in the schema's defaults.
-preflight.fail_on_errors(preflight.check_config(config, workflow.basedir))
+preflight.coerce_command_line(config, CLI_CONFIG, preflight.load_schema(workflow.basedir))
+preflight.fail_on_errors(preflight.check_config(config, workflow.basedir, config_origin))
 validate(config, "../schemas/config.schema.yaml")
 VIDEO_INFO = {
-    name: preflight.fail_on_errors(preflight.check_video(name, path, config))
+    name: preflight.fail_on_errors(preflight.check_video(name, path, config, config_origin))
     for name, path in config["videos"].items()
 }
 for name, info in VIDEO_INFO.items():
@@ -34,7 +52,38 @@ for name, info in VIDEO_INFO.items():
             planned = json.load(handle)
         if planned["interval"] == config["keyframes"]["interval"]:
             keys = planned["keyframes"] + config["keyframes"]["extra"].get(name, [])
-            preflight.fail_on_errors(preflight.check_painted_are_keyframes(info["painted"], keys, name))
+            preflight.fail_on_errors(
+                preflight.check_painted_are_keyframes(info["painted"], keys, name, config_origin("keyframes.extra"))
+            )
+
+if workflow.is_main_process:
+    for warning in preflight.stray_painted_folders(config["keyframes"]["painted_dir"], list(config["videos"])):
+        preflight.warn(warning)
+    # A run killed while Snakemake deleted a temp() folder leaves it half there (and newer
+    # than what was made from it): such a folder must go before the DAG is built on it.
+    for name in config["videos"]:
+        for stage in ("flow", "guides", "passes"):
+            io.remove_incomplete_directories(Path("results", name, stage))
+    errors, warnings, needed_mb = preflight.check_disk_space(
+        "results",
+        preflight.disk_needed_mb(VIDEO_INFO, config, workflow.resource_settings.cores or 1),
+        config_origin("check_disk_space"),
+    )
+    if config["check_disk_space"]:
+        preflight.fail_on_errors(preflight.PreflightErrors(errors))
+        for warning in warnings:
+            preflight.warn(warning)
+    os.environ[io.DISK_NEEDED_ENV] = f"{needed_mb:.0f}"
+
+def remove_leftover_intermediates():
+    """temp() folders of gaps that are blended: a killed run left them, and Snakemake deletes
+    a temp() output only after a job that reads it has run (called when a run succeeds)."""
+    if config["keep_intermediate"]:
+        return
+    for name in config["videos"]:
+        for stage in ("flow", "guides", "passes"):
+            io.remove_directories_made_redundant(Path("results", name, stage), Path("results", name, "blended"))
+
 
 wildcard_constraints:
     video="[A-Za-z0-9_.-]+",

@@ -13,6 +13,7 @@ rule measure:
         flow_preset=config["flow"]["preset"],
         stylizer=config["stylizer"],
         per_frame_reference=config["measure"]["per_frame_reference"],
+        painted=lambda wc: sorted(painted_keyframes(wc.video)),
         benchmarks=results("{video}", "benchmarks"),
     log:
         "logs/{video}/measure.log",

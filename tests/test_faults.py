@@ -1,0 +1,128 @@
+"""A run killed at any moment is finished by the same command, to the same bytes.
+
+Each case freezes one process of a real run at an exact moment (tests/faults/sitecustomize.py:
+right after a given file is written, or half-way through Snakemake deleting a temp() folder),
+then kills the whole run with SIGKILL (or Ctrl-C), and reruns README's command -- with
+``--unlock`` first only when Snakemake's message asks for it -- with no manual clean-up.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from clips import make_test_clip
+from test_workflow import REPO, snakemake, write_config
+
+from restyle.io import directory_is_complete
+
+FAULTS = Path(__file__).parent / "faults"
+N_FRAMES, INTERVAL = 14, 4  # keyframes 0 4 8 12 13: gaps 00000-00004, 00004-00008, 00008-00012
+
+# (name, freeze spec relative to the run's results/clip/, signal)
+MOMENTS = [
+    ("extracting frames", "write:.frames.*/00005.png:1", signal.SIGKILL),
+    ("scenes written, job not yet done", "write:scenes.json:1", signal.SIGKILL),
+    ("keyframe plan written", "write:keyframes.json:1", signal.SIGKILL),
+    ("styling a keyframe", "write:styled_keyframes/00004.png:1", signal.SIGKILL),
+    ("writing flows", "write:flow/.00004-00008.*/flow_f_00005.npy:1", signal.SIGKILL),
+    ("writing guides", "write:guides/.00004-00008.*/bwd/pos_00006.npy:1", signal.SIGKILL),
+    ("writing a pass", "write:passes/.00000-00004.*/bwd/styled_00002.png:1", signal.SIGKILL),
+    ("writing blended frames", "write:blended/.00000-00004.*/00002.png:1", signal.SIGKILL),
+    ("deleting temp guides", "rmtree:guides/00000-00004:1", signal.SIGKILL),
+    ("deleting temp flows", "rmtree:flow/00004-00008:1", signal.SIGKILL),
+    ("deleting temp passes", "rmtree:passes/00008-00012:1", signal.SIGKILL),
+    ("restyled.mp4 written, job not yet done", "write:restyled.mp4:1", signal.SIGKILL),
+    ("metrics written", "write:metrics.json:1", signal.SIGKILL),
+    ("ctrl-c while writing a pass", "write:passes/.00004-00008.*/fwd/styled_00006.png:1", signal.SIGINT),
+]
+
+
+@pytest.fixture(scope="module")
+def small_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("faults-clip") / "clip.mp4"
+    make_test_clip(path, n_frames=N_FRAMES, size=(64, 48), cut_at=None, audio=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, small_clip):
+    workdir = tmp_path_factory.mktemp("faults-reference")
+    write_config(workdir, small_clip, keyframes={"interval": INTERVAL})
+    snakemake(workdir)
+    return workdir / "results" / "clip"
+
+
+def kill_run(process: psutil.Process, sig: int) -> None:
+    """Signal Snakemake and every process under it, as a terminal's Ctrl-C or an OOM killer."""
+    victims = [process, *process.children(recursive=True)]
+    if sig == signal.SIGINT:
+        os.killpg(process.pid, sig)  # what a terminal does: the foreground process group
+        return
+    for victim in victims:
+        try:
+            victim.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def run_until_frozen(workdir: Path, spec: str, sig: int) -> None:
+    flag = workdir / "frozen"
+    kind, rest = spec.split(":", 1)
+    pattern, nth = rest.rsplit(":", 1)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")])),
+               RESTYLE_TEST_FREEZE=f"{kind}:{workdir / 'results' / 'clip' / pattern}:{nth}",
+               RESTYLE_TEST_FREEZE_FLAG=str(flag))
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+               "--configfile", str(workdir / "config.yaml"), "--cores", "2"]
+    popen = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                             start_new_session=True)
+    process = psutil.Process(popen.pid)
+    deadline = time.monotonic() + 300
+    while not flag.exists():
+        if popen.poll() is not None:
+            pytest.fail(f"the run ended (exit {popen.returncode}) without reaching the moment {spec}")
+        if time.monotonic() > deadline:
+            kill_run(process, signal.SIGKILL)
+            pytest.fail(f"the run did not reach the moment {spec} in 300 s")
+        time.sleep(0.01)
+    kill_run(process, sig)
+    try:
+        popen.wait(timeout=60)
+    except subprocess.TimeoutExpired:  # Ctrl-C: Snakemake waits for its jobs, which are frozen
+        kill_run(process, signal.SIGKILL)
+        popen.wait(timeout=60)
+    for leftover in process.children(recursive=True) if process.is_running() else []:
+        leftover.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment, spec, sig", MOMENTS, ids=[m[0] for m in MOMENTS])
+def test_a_run_killed_at_any_moment_finishes_with_the_same_command(tmp_path, small_clip, uninterrupted,
+                                                                  moment, spec, sig):
+    write_config(tmp_path, small_clip, keyframes={"interval": INTERVAL})
+    run_until_frozen(tmp_path, spec, sig)
+    out = tmp_path / "results" / "clip"
+    assert not (out / "metrics.json").exists() or moment == "metrics written"
+    # What a killed job was writing is complete at its final path or not there at all; only
+    # Snakemake's own deletion of a temp() folder can leave one half there.
+    for folder in [*out.glob("frames"), *out.glob("blended/*"), *out.glob("passes/*"), *out.glob("flow/*")]:
+        assert directory_is_complete(folder) or moment.startswith("deleting"), folder
+
+    rerun = snakemake(tmp_path, check=False)
+    if rerun.returncode != 0 and "--unlock" in rerun.stdout + rerun.stderr:
+        snakemake(tmp_path, "--unlock")
+        rerun = snakemake(tmp_path, check=False)
+    assert rerun.returncode == 0, f"rerun after '{moment}' failed:\n{rerun.stdout[-3000:]}\n{rerun.stderr[-3000:]}"
+    for name in ("restyled.mp4", "compare.mp4"):
+        assert (out / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+    # Nothing half-done is left behind: no staging folders, no incomplete intermediates.
+    assert not [p for p in out.rglob(".*") if p.name not in (".snakemake_timestamp", ".restyle-complete")]
+    assert not list(out.glob("flow/*")) and not list(out.glob("guides/*")) and not list(out.glob("passes/*"))
+    dry = snakemake(tmp_path, "-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr

@@ -1,0 +1,157 @@
+"""Mistakes in the config, the painted folders and the disk, reported before any work."""
+
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from test_workflow import clip, one_line_error, snakemake, write_config  # noqa: F401
+
+from restyle import preflight
+
+
+def warnings_of(workdir, *args) -> list[str]:
+    result = snakemake(workdir, "-n", *args)
+    return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("restyle: warning:")]
+
+
+# --------------------------------------------------------------------------------------------
+# which file a config error points to, and --config on nested keys
+
+
+def test_an_error_in_a_configfile_names_that_file(tmp_path, clip):
+    write_config(tmp_path, clip)
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({"keyframes": {"interval": 0}}))
+    result = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "mine.yaml"), check=False)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("restyle: error:")]
+    assert len(errors) == 1 and errors[0].startswith("restyle: error: mine.yaml: keyframes.interval"), errors
+    assert "fix it in mine.yaml" in errors[0]
+
+
+def test_an_error_given_with_dash_dash_config_names_the_command_line(tmp_path, clip):
+    write_config(tmp_path, clip)
+    result = snakemake(tmp_path, "-n", "--config", "keyframes={interval: 0}", check=False)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("restyle: error:")]
+    assert len(errors) == 1 and errors[0].startswith("restyle: error: --config: keyframes.interval"), errors
+
+
+@pytest.mark.parametrize("override", ["keyframes={interval: 5}", "keep_intermediate=true",
+                                      "measure={per_frame_reference: false}", "keyframes={extra: {clip: [3, 7]}}",
+                                      "propagation={guide_weights: {edge: 1}}"])
+def test_nested_dash_dash_config_values_get_their_schema_types(tmp_path, clip, override):
+    write_config(tmp_path, clip)
+    result = snakemake(tmp_path, "-n", "--config", override, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_command_line_strings_are_coerced_only_where_the_schema_wants_another_type():
+    schema = preflight.load_schema(preflight.Path(__file__).parents[1])
+    config = {"videos": {"7": "12"}, "keyframes": {"interval": "5", "extra": {"7": ["3", "9"]}},
+              "width": "null", "keep_intermediate": "true", "flow": {"preset": "fast"}}
+    preflight.coerce_command_line(config, dict(config), schema)
+    assert config == {"videos": {"7": "12"}, "keyframes": {"interval": 5, "extra": {"7": [3, 9]}},
+                      "width": None, "keep_intermediate": True, "flow": {"preset": "fast"}}
+
+
+# --------------------------------------------------------------------------------------------
+# keyframes, overrides and painted folders that do not fit the videos
+
+
+def test_an_extra_keyframe_past_the_end_is_a_one_line_error_and_keeps_the_plan(tmp_path, clip):
+    write_config(tmp_path, clip, keyframes={"extra": {"clip": [500]}})
+    message = one_line_error(tmp_path)
+    assert "keyframes.extra.clip" in message and "500" in message and "0-29" in message
+
+
+@pytest.mark.parametrize("section", ["keyframes", "stylizer"])
+def test_settings_for_a_video_that_does_not_exist_are_errors(tmp_path, clip, section):
+    if section == "keyframes":
+        write_config(tmp_path, clip, keyframes={"extra": {"nosuchvideo": [5]}})
+    else:
+        write_config(tmp_path, clip, stylizer={"overrides": {"nosuchvideo": {5: {"seed": 1}}}})
+    message = one_line_error(tmp_path)
+    assert "nosuchvideo" in message and "no video" in message and "clip" in message
+
+
+def test_a_painted_folder_of_an_unknown_video_is_a_warning(tmp_path, clip):
+    write_config(tmp_path, clip)
+    stray = tmp_path / "painted" / "clpi"
+    stray.mkdir(parents=True)
+    cv2.imwrite(str(stray / "00006.png"), np.zeros((64, 96, 3), np.uint8))
+    warnings = warnings_of(tmp_path)
+    assert len(warnings) == 1 and "clpi" in warnings[0] and "not used" in warnings[0]
+
+
+def test_a_painted_file_not_named_by_frame_number_is_an_error(tmp_path, clip):
+    write_config(tmp_path, clip)
+    painted = tmp_path / "painted" / "clip"
+    painted.mkdir(parents=True)
+    cv2.imwrite(str(painted / "key10.png"), np.zeros((64, 96, 3), np.uint8))
+    (painted / "notes.txt").write_text("ignored: not an image")
+    message = one_line_error(tmp_path)
+    assert "key10.png" in message and "rename it to 10.png" in message
+
+
+def test_a_painted_file_with_transparency_is_an_error_and_an_opaque_one_is_fine(tmp_path, clip):
+    write_config(tmp_path, clip)
+    painted = tmp_path / "painted" / "clip"
+    painted.mkdir(parents=True)
+    rgba = np.full((64, 96, 4), 200, np.uint8)
+    rgba[..., 3] = 255
+    cv2.imwrite(str(painted / "00006.png"), rgba)
+    assert snakemake(tmp_path, "-n").returncode == 0
+    rgba[:10, :10, 3] = 0
+    cv2.imwrite(str(painted / "00006.png"), rgba)
+    message = one_line_error(tmp_path)
+    assert "00006.png" in message and "transparent" in message and "flatten" in message
+
+
+# --------------------------------------------------------------------------------------------
+# disk space
+
+
+def test_disk_estimate_grows_with_the_video_and_with_kept_intermediates():
+    info = {"clip": {"size": (1920, 1080), "probe": {"n_frames": 1000}}}
+    base = preflight.disk_needed_mb(info, {"keyframes": {"interval": 10}}, cores=2)
+    kept = preflight.disk_needed_mb(info, {"keyframes": {"interval": 10}, "keep_intermediate": True}, cores=2)
+    assert 10_000 < base < 20_000  # kept frames and blended frames of 1,000 1080p frames plus two gaps
+    assert kept > 5 * base
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 2 MB file system (tmpfs) mounted at tmp_path / "results"."""
+    target = tmp_path / "results"
+    target.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(target)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip() or 'mount failed'}); needs root")
+    yield target
+    subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def test_a_run_that_cannot_fit_is_refused_before_any_work(tmp_path, clip, small_disk):
+    write_config(tmp_path, clip)
+    message = one_line_error(tmp_path)
+    assert message.startswith("restyle: error: results: not enough disk space")
+    assert "MB more" in message and "MB are free" in message and "check_disk_space: false" in message
+    assert not any(small_disk.iterdir())
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_with_one_line_and_the_same_command_finishes_after(tmp_path, clip, small_disk):
+    write_config(tmp_path, clip, check_disk_space=False)
+    result = snakemake(tmp_path, check=False)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("restyle: error:")]
+    assert lines and "disk full" in lines[0] and "MB free" in lines[0] and "results/clip" in lines[0], \
+        result.stderr[-3000:]
+    assert "Traceback" not in result.stderr.split("Error in rule")[0]
+    frames_before = sorted(p.name for p in (small_disk / "clip" / "frames").iterdir())
+    assert len([n for n in frames_before if n.endswith(".png")]) == 30  # finished work is kept
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    snakemake(tmp_path)
+    assert (small_disk / "clip" / "restyled.mp4").exists()
