@@ -119,7 +119,7 @@ def disk_full_message(path: str | os.PathLike) -> str:
 
 
 @contextlib.contextmanager
-def _disk_full_reported(path: Path) -> Iterator[None]:
+def disk_full_reported(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as error:
@@ -138,7 +138,7 @@ def _staged_file(path: str | os.PathLike) -> Iterator[str]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        with _disk_full_reported(path):
+        with disk_full_reported(path):
             yield tmp
         # mkstemp makes private files; outputs get the permissions any new file would.
         os.chmod(tmp, 0o666 & ~_current_umask())
@@ -200,7 +200,7 @@ def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
     remove_stale_staging(path.parent, f".{path.name}.*")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        with _disk_full_reported(path):
+        with disk_full_reported(path):
             yield tmp
             (tmp / MANIFEST).write_text("".join(f"{name}\n" for name in sorted(_files_under(tmp))))
         os.chmod(tmp, 0o777 & ~_current_umask())

@@ -238,7 +238,7 @@ def check_video(name: str, path: str, config: dict, origin: Origin = _config_yam
     """
     errors = PreflightErrors()
     try:
-        probe = probe_video(path)
+        probe = probe_video(path, decode_errors=config.get("decode_errors", "fail"))
     except VideoError as error:
         errors.append(f"{error} (videos.{name} in {origin(f'videos.{name}')})")
         return errors
@@ -264,7 +264,11 @@ def check_video(name: str, path: str, config: dict, origin: Origin = _config_yam
         errors.append(str(error))
         return errors
     for frame, painted_path in painted.items():
-        alpha = read_image_alpha(painted_path)
+        try:
+            alpha = read_image_alpha(painted_path)
+        except ImageError as error:
+            errors.append(str(error))
+            continue
         if alpha is not None and alpha.min() < 255:
             errors.append(f"{painted_path}: painted keyframe has transparent pixels, and restyle uses a "
                           "painted keyframe as the whole frame; flatten it onto the frame "

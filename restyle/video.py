@@ -9,20 +9,30 @@ Three rules shape this module:
   original audio still lines up.
 * **Exact rates.**  Frame rates are kept as :class:`fractions.Fraction` (``30000/1001``, not
   ``29.97``) so a long NTSC clip does not drift against its audio after a round trip.
-* **Reproducible files.**  :func:`write_video` pins the encoder's thread count and sets the
-  ``bitexact`` flags, so the same frames always give the same bytes (workflow outputs can be
+* **Reproducible files.**  :func:`write_video` pins the encoder's thread count, sets the
+  ``bitexact`` flags and avoids an x264 code path that reads uninitialised memory (see
+  :func:`_x264_options`), so the same frames always give the same bytes (workflow outputs can be
   compared by checksum), and it writes through a temporary file so an interrupted run never leaves
   a truncated mp4 behind under the final name.
+* **No silently dropped frames.**  Frames that cannot be decoded (garbage in the file, a cut-off
+  tail) are found against where the container says frames should be (its timestamps, frame
+  count, duration and rate) -- at probe time when the packets show it, else while decoding.  By
+  default that is a :class:`VideoError` naming the frames and their times; with
+  ``decode_errors="repair"`` the last good frame stands in for each, so the frame count and the
+  sync with the audio are kept, and a warning says which.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,7 +40,7 @@ import av
 import cv2
 import numpy as np
 
-from restyle.io import remove_stale_staging
+from restyle.io import RestyleError, disk_full_reported, remove_stale_staging
 
 # Rates a measured average is snapped to, so a phone clip averaging 29.94 fps becomes 30000/1001
 # rather than an unreadable fraction.
@@ -47,7 +57,7 @@ MP4_COPYABLE_AUDIO = frozenset({"aac", "mp3", "alac", "ac3", "eac3"})
 AAC_BIT_RATE = 160_000
 
 
-class VideoError(ValueError):
+class VideoError(RestyleError, ValueError):
     """A media file cannot be used; the message is one line naming the file and the fix."""
 
 
@@ -117,20 +127,27 @@ def as_fraction(fps: Fraction | int | float | str) -> Fraction:
     return rate
 
 
-def _is_uniform(ticks: np.ndarray) -> bool:
-    """True when successive timestamps are evenly spaced, up to rounding of the time base.
+def _grid_slots(ticks: np.ndarray, allowed_holes: int = 0) -> np.ndarray | None:
+    """Slot of each timestamp on an evenly spaced grid, or None when the spacing is irregular.
 
     Containers with coarse time bases (Matroska counts milliseconds) store 30000/1001 fps as
-    33, 34, 33, ... ms, so one tick of jitter still counts as uniform.
+    33, 34, 33, ... ms, so one tick of jitter still counts as even.  Up to ``allowed_holes``
+    slots may be empty: frames the container lists but which could not be read (a truncated
+    file).  Any other gap means a variable frame rate.
     """
     if len(ticks) < 3:
-        return True
+        return np.arange(len(ticks))
     deltas = np.diff(ticks)
     nominal = float(np.median(deltas))
     if nominal <= 0:
-        return False
+        return None
+    steps = np.rint(deltas / nominal).astype(np.int64)
     tolerance = max(1.0, 0.02 * nominal)
-    return bool(np.all(np.abs(deltas - nominal) <= tolerance))
+    if np.any(steps < 1) or np.any(np.abs(deltas - steps * nominal) > tolerance):
+        return None
+    if int(np.sum(steps - 1)) > allowed_holes:
+        return None
+    return np.concatenate([[0], np.cumsum(steps)])
 
 
 def _display_size(width: int, height: int, sample_aspect: Fraction | None, rotation: int) -> tuple[int, int]:
@@ -142,49 +159,316 @@ def _display_size(width: int, height: int, sample_aspect: Fraction | None, rotat
     return width, height
 
 
-def probe_video(path: str | os.PathLike) -> dict:
+# --------------------------------------------------------------------------------------------
+# where frames should be, and damage
+
+
+DECODE_ERROR_MODES = ("fail", "repair")
+
+_NO_FRAME = np.iinfo(np.int64).min  # owner of an output frame whose stored frame the file lost
+
+_LISTED_RANGES = 3  # damaged ranges a message names before "and N more"
+
+_log = logging.getLogger(__name__)
+_log.addHandler(logging.NullHandler())  # warnings reach stderr through _warn, not twice
+
+
+@dataclass(frozen=True)
+class _Timeline:
+    """The output frames of a video stream: when each one is and which stored frame it shows.
+
+    Output frame ``k`` shows the latest decoded frame whose timestamp ``pts`` (stream ticks)
+    satisfies ``2 * scale * pts <= limits[k]`` -- its time plus half a tick, which absorbs
+    timestamp rounding, in exact integer arithmetic -- and that should be the stored frame with
+    timestamp ``owners[k]``.  Where that one did not decode, or the file lost it
+    (``_NO_FRAME``), output frame ``k`` is damaged.
+    """
+
+    limits: np.ndarray  # int64
+    owners: np.ndarray  # int64
+    scale: int
+    variable: bool
+
+    def __len__(self) -> int:
+        return len(self.limits)
+
+
+def _cfr_timeline(ticks: np.ndarray, slots: np.ndarray, n_frames: int, step: float) -> _Timeline:
+    """One output frame per grid slot; slots without a timestamp are lost frames.  ``step``
+    (ticks per frame, from the frame rate) places lost frames when too few timestamps say."""
+    n_frames = max(n_frames, int(slots[-1]) + 1)
+    owners = np.full(n_frames, _NO_FRAME, dtype=np.int64)
+    owners[slots] = ticks
+    if slots[-1]:
+        step = (ticks[-1] - ticks[0]) / slots[-1]
+    times = np.rint(ticks[0] + np.arange(n_frames) * step).astype(np.int64)
+    times[slots] = ticks
+    return _Timeline(limits=2 * times + 1, owners=owners, scale=1, variable=False)
+
+
+def _vfr_timeline(ticks: np.ndarray, time_base: Fraction, fps: Fraction, n_frames: int,
+                  n_covered: int) -> _Timeline:
+    """Output frame ``k`` at ``ticks[0] + k / fps``: the latest stored frame at or before it.
+
+    Output frames from ``n_covered`` on lie past the last frame read (a truncated file).
+    """
+    spacing = 1 / (fps * time_base)  # output spacing in stream ticks, exact
+    num, den = spacing.numerator, spacing.denominator
+    times = int(ticks[0]) * den + np.arange(n_frames, dtype=np.int64) * num  # in ticks / den
+    limits = 2 * times + den
+    latest = np.searchsorted(2 * den * ticks, limits, side="right") - 1
+    owners = ticks[np.maximum(latest, 0)].astype(np.int64)
+    owners[n_covered:] = _NO_FRAME
+    return _Timeline(limits=limits, owners=owners, scale=den, variable=True)
+
+
+def _place(frames: Iterable, timeline: _Timeline, pts_of: Callable = lambda frame: frame.pts):
+    """Lay decoded frames (in presentation order) on the timeline's output frames.
+
+    Yields ``(k, frame, ok)`` for every output frame ``k``: the latest decoded frame at or
+    before its time (None before the first one) and whether that is the stored frame ``k``
+    should show.  A frame whose time is unknown, or which arrives after a later one (a
+    decoder confused by damage), is dropped.
+    """
+    limits, owners = timeline.limits.tolist(), timeline.owners.tolist()
+    twice_scale = 2 * timeline.scale
+    n = len(limits)
+    k = 0
+    current = current_pts = None
+    for frame in frames:
+        pts = pts_of(frame)
+        if pts is None or (current_pts is not None and pts <= current_pts):
+            continue
+        while k < n and twice_scale * pts > limits[k]:
+            yield k, current, current_pts == owners[k]
+            k += 1
+        if k == n:
+            return
+        current, current_pts = frame, pts
+    while k < n:
+        yield k, current, current_pts == owners[k]
+        k += 1
+
+
+def _damaged_frames(decoded: list[int], timeline: _Timeline, clean_from: int | None = None) -> np.ndarray:
+    """Output frames of ``timeline`` that do not get their stored frame, given the timestamps
+    of the frames decoded (in output order).  With ``clean_from``, decoding stopped soon after
+    that timestamp, and all later frames are taken as good unless the file lost them."""
+    damaged = [k for k, _, ok in _place(decoded, timeline, pts_of=lambda pts: pts) if not ok]
+    if clean_from is not None:
+        limits, owners = timeline.limits, timeline.owners
+        twice_scale = 2 * timeline.scale
+        damaged = [k for k in damaged if twice_scale * clean_from > limits[k] or owners[k] == _NO_FRAME]
+    return np.asarray(damaged, dtype=np.int64)
+
+
+# Packets decoded past the first clean keyframe after damage, for the B-frames shown before it.
+_PAST_CLEAN_KEYFRAME = 16
+
+
+def _decode_until_clean(path: Path, last_suspect: int) -> tuple[list[int], int | None]:
+    """Timestamps of the frames decoded from the start until a while after the first keyframe
+    following ``last_suspect`` (the stream is clean from there), and that keyframe's timestamp
+    (None when decoding went to the end)."""
+    decoded: list[int] = []
+    clean_from = None
+    past = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if clean_from is not None:
+                past += 1
+            elif packet.is_keyframe and packet.pts is not None and packet.pts > last_suspect:
+                clean_from = packet.pts
+            try:
+                decoded.extend(frame.pts for frame in packet.decode())
+            except av.InvalidDataError:
+                continue
+            if past >= _PAST_CLEAN_KEYFRAME:
+                decoded.extend(frame.pts for frame in stream.codec_context.decode(None))  # flush
+                break
+    return decoded, clean_from
+
+
+def _nal_length_size(stream) -> int | None:
+    """Size of the NAL unit length prefix in an H.264/HEVC stream's packets (the mp4 and
+    Matroska layout); 0 for start-code (Annex B) packets; None for other codecs."""
+    ctx = stream.codec_context
+    if ctx is None or ctx.name not in ("h264", "hevc"):
+        return None
+    extradata = bytes(ctx.extradata or b"")
+    if extradata[:1] == b"\x01":  # avcC / hvcC configuration record
+        index = 4 if ctx.name == "h264" else 21
+        return (extradata[index] & 3) + 1 if len(extradata) > index else None
+    return 0
+
+
+def _well_framed(data: memoryview, length_size: int) -> bool:
+    """Whether a packet's NAL units fill it exactly, judged by their length prefixes.
+
+    Garbage overwriting a packet almost never passes: a random length points past the packet's
+    end.  FFmpeg rejects such a packet as a whole, so it is a frame that cannot be decoded --
+    found here without decoding anything.
+    """
+    if length_size == 0:
+        head = bytes(data[:16])
+        zeros = len(head) - len(head.lstrip(b"\0"))
+        return zeros >= 2 and head[zeros:zeros + 1] == b"\x01"
+    end, i = len(data), 0
+    while end - i >= length_size:  # a few trailing bytes are padding
+        i += length_size + int.from_bytes(data[i:i + length_size], "big")
+        if i > end:
+            return False
+    return True
+
+
+def _stated_duration_s(stream) -> float | None:
+    """The stream duration its container's muxer wrote down (Matroska/WebM ``DURATION`` tag)."""
+    for key, value in stream.metadata.items():
+        if key.upper().startswith("DURATION"):
+            try:
+                hours, minutes, seconds = value.split(":")
+                return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+            except ValueError:
+                return None
+    return None
+
+
+def _lost_by_duration(stream, ticks: np.ndarray, time_base: Fraction) -> int:
+    """Frames missing after the last one read, judged by the stated duration (0 if unknown)."""
+    duration = _stated_duration_s(stream)
+    slots = _grid_slots(ticks, allowed_holes=len(ticks)) if duration is not None and len(ticks) >= 2 else None
+    if slots is None:
+        return 0
+    step = (ticks[-1] - ticks[0]) / slots[-1]  # mean spacing of grid slots, gaps not counted as one
+    expected = math.floor((duration / float(time_base) - ticks[0]) / step + 0.25)
+    return max(0, expected - len(ticks))
+
+
+def _frame_runs(frames: Iterable[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for k in sorted(frames):
+        if runs and k <= runs[-1][1] + 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    return runs
+
+
+def _describe_frames(frames: Iterable[int], fps: Fraction) -> str:
+    """``frames 30-56 (1.25-2.38 s)``: frame numbers, and the time span they cover."""
+    runs = _frame_runs(frames)
+    parts = []
+    for a, b in runs[:_LISTED_RANGES]:
+        span = f"{float(a / fps):.2f}-{float((b + 1) / fps):.2f} s"
+        parts.append(f"{a}-{b} ({span})" if b > a else f"{a} ({span})")
+    text = ("frame " if len(runs) == 1 and runs[0][0] == runs[0][1] else "frames ") + ", ".join(parts)
+    if len(runs) > _LISTED_RANGES:
+        more = len(runs) - _LISTED_RANGES
+        text += f" and {more} more range{'s' if more > 1 else ''}"
+    return text
+
+
+def _damage_error(path, frames: Iterable[int], fps: Fraction) -> VideoError:
+    return _fail(path, f"{_describe_frames(frames, fps)} cannot be decoded (damaged or truncated)",
+                 "re-export or re-copy the file, or set decode_errors: repair in config.yaml "
+                 "to repeat the last good frame there")
+
+
+def _warn(message: str) -> None:
+    """Log a warning and show it on stderr (Snakemake passes a job's stderr on to the user)."""
+    _log.warning(message)
+    print(f"restyle: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _check_mode(decode_errors: str) -> bool:
+    """True for "repair"; ValueError for anything but the two modes."""
+    if decode_errors not in DECODE_ERROR_MODES:
+        raise ValueError(f"decode_errors must be one of {', '.join(DECODE_ERROR_MODES)}, got {decode_errors!r}")
+    return decode_errors == "repair"
+
+
+# --------------------------------------------------------------------------------------------
+# probe_video
+
+
+def probe_video(path: str | os.PathLike, decode_errors: str = "fail") -> dict:
     """Describe a video file, checking that it can actually be decoded.
 
     Parameters
     ----------
     path : str or path-like
+    decode_errors : {"fail", "repair"}
+        What damage found here (packets whose data is garbage, frames a truncated file lost)
+        does: raise, or nothing -- :func:`read_frames` then repeats the last good frame there.
+        Damage inside well-formed packets shows only when decoding, in :func:`read_frames`.
 
     Returns
     -------
     info : dict
         ``fps`` (float), ``fps_fraction`` (exact, e.g. ``"30000/1001"``),
         ``n_frames`` (frames :func:`read_frames` yields: for a variable-frame-rate file the
-        count after resampling to ``fps``), ``n_source_frames`` (frames stored in the file),
-        ``width``, ``height`` (display size: rotation and non-square pixels applied, before
-        any evening-out -- see :func:`output_size`), ``rotation`` (counter-clockwise degrees the
-        player turns the picture), ``has_audio``, ``variable_frame_rate`` and ``duration_s``
-        (``n_frames / fps``).
+        count after resampling to ``fps``; for a damaged one, counting the lost frames),
+        ``n_source_frames`` (frames stored in the file), ``width``, ``height`` (display size:
+        rotation and non-square pixels applied, before any evening-out -- see
+        :func:`output_size`), ``rotation`` (counter-clockwise degrees the player turns the
+        picture), ``has_audio``, ``variable_frame_rate`` and ``duration_s`` (``n_frames / fps``).
 
     Raises
     ------
     VideoError
         With a one-line message naming the file and the fix, when the file is missing, is not
-        a readable media file, has no video stream or has no decodable frame.
+        a readable media file, has no video stream or has no decodable frame; with
+        ``decode_errors="fail"`` also when frames are damaged or missing (the message names
+        them, with their times).
+    """
+    repair = _check_mode(decode_errors)
+    info, _, damaged = _probe(path, find_damage=not repair)
+    if len(damaged):
+        raise _damage_error(path, damaged, Fraction(info["fps_fraction"]))
+    return info
+
+
+def _probe(path: str | os.PathLike, find_damage: bool = True) -> tuple[dict, _Timeline | None, np.ndarray]:
+    """:func:`probe_video`'s info, the stream's timeline (None without timestamps) and, with
+    ``find_damage``, the output frames that are damaged (else none are listed).
+
+    One pass over the video packets finds frames the file lost and packets whose framing is
+    broken; only when there are such packets is the stream decoded up to where it is clean
+    again, to name exactly the frames lost with them (B-frames that reference them, ...).
     """
     path, container = _open_input(path)
     with container:
         stream = _video_stream(path, container)
         time_base = stream.time_base
-        # Containers that do not store a frame count (Matroska, WebM) get one by decoding.
-        count_by_decoding = not stream.frames
+        # Containers that do not store a frame count (Matroska, WebM) are decoded in full,
+        # which also checks every frame; others are checked by the framing of their packets.
+        decode_all = not stream.frames
+        length_size = _nal_length_size(stream)
         pts_ticks: list[int] = []
-        n_decoded = 0
+        suspects: list[int] = []  # timestamps of packets that cannot be decoded
+        decoded: list[int] = []  # timestamps of decoded frames, in output order
+        n_packets = n_decoded = 0
         first = None
         try:
             for packet in container.demux(stream):
-                if packet.pts is not None and packet.size:
+                if packet.size or packet.pts is not None:
+                    n_packets += 1  # all but the flush packets, as the container counts them
+                shown = packet.size and packet.pts is not None and not packet.is_discard
+                if shown:
                     pts_ticks.append(packet.pts)
-                if count_by_decoding or first is None:
+                    if packet.is_corrupt or (length_size is not None
+                                             and not _well_framed(memoryview(packet), length_size)):
+                        suspects.append(packet.pts)
+                if decode_all or first is None:
                     try:
                         frames = packet.decode()
                     except av.InvalidDataError:
-                        continue  # a damaged packet: skip it like players do
+                        if shown:
+                            suspects.append(packet.pts)
+                        continue  # a damaged packet; read_frames decides what stands in for it
                     n_decoded += len(frames)
+                    decoded.extend(frame.pts for frame in frames)
                     if first is None and frames:
                         first = frames[0]
         except av.FFmpegError as err:
@@ -194,26 +478,59 @@ def probe_video(path: str | os.PathLike) -> dict:
             raise _fail(path, "contains no decodable video frame",
                         "the file is empty, truncated or uses an unsupported codec; re-export it as H.264 mp4")
 
-        n_source = n_decoded if count_by_decoding else stream.frames
         ticks = np.unique(np.asarray(pts_ticks, dtype=np.int64))
-        variable = time_base is not None and not _is_uniform(ticks)
-        if variable:
-            # The average over the covered span, snapped: frames at t_0 .. t_{n-1} are n-1 intervals.
-            span = Fraction(int(ticks[-1] - ticks[0])) * time_base
-            fps = _snap_rate(Fraction(len(ticks) - 1) / span)
-            # One output frame per 1/fps up to and including the last source frame's time.
-            n_frames = math.floor(span * fps + Fraction(1, 2)) + 1
-        else:
+        timeline = None
+        damaged = np.zeros(0, dtype=np.int64)
+        if time_base is None or not len(ticks):
+            # No timestamps to judge by: every decoded frame is output, in order.
             rate = stream.average_rate or stream.guessed_rate
-            if not rate and len(ticks) >= 2 and time_base is not None:
-                rate = _snap_rate(1 / (Fraction(int(np.median(np.diff(ticks)))) * time_base))
             if not rate:
                 raise _fail(path, "has no usable frame rate", "re-export the video with a constant frame rate")
-            fps = Fraction(rate)
-            n_frames = n_source
+            fps, variable = Fraction(rate), False
+            n_source = n_frames = n_decoded if decode_all else stream.frames
+        else:
+            # Frames the container lists (or its stated duration implies) but that were not read.
+            lost = max(0, stream.frames - n_packets) if stream.frames else _lost_by_duration(stream, ticks, time_base)
+            # Gaps in an otherwise even grid are lost frames, not a variable rate, when the count
+            # says so -- or when there is damage anyway (a demuxer skipping garbage drops packets).
+            slots = _grid_slots(ticks, len(ticks) + lost if suspects else lost)
+            variable = slots is None
+            if variable:
+                if not stream.frames:
+                    lost = 0  # the stated duration implies a count only at an even spacing
+                # The average over the covered span, snapped: frames at t_0 .. t_{n-1} are n-1 intervals.
+                span = Fraction(int(ticks[-1] - ticks[0])) * time_base
+                fps = _snap_rate(Fraction(len(ticks) - 1) / span)
+                # One output frame per 1/fps up to and including the last source frame's time.
+                n_covered = math.floor(span * fps + Fraction(1, 2)) + 1
+                n_frames = n_covered
+                if lost:
+                    end = None if stream.duration is None else (stream.start_time or 0) + stream.duration
+                    until_end = (math.floor(Fraction(int(end - ticks[0])) * time_base * fps + Fraction(1, 2))
+                                 if end is not None else n_covered + lost)
+                    n_frames = max(n_covered, until_end)
+                timeline = _vfr_timeline(ticks, time_base, fps, n_frames, n_covered)
+            else:
+                rate = stream.average_rate or stream.guessed_rate
+                if not rate and len(ticks) >= 2:
+                    rate = _snap_rate(1 / (Fraction(int(np.median(np.diff(ticks)))) * time_base))
+                if not rate:
+                    raise _fail(path, "has no usable frame rate", "re-export the video with a constant frame rate")
+                fps = Fraction(rate)
+                timeline = _cfr_timeline(ticks, slots, len(ticks) + lost, float(1 / (fps * time_base)))
+                n_frames = len(timeline)
+            n_source = len(ticks) + lost
+            if find_damage and decode_all:
+                damaged = _damaged_frames(decoded, timeline)
+            elif find_damage and suspects:
+                decoded, clean_from = _decode_until_clean(path, max(suspects))
+                damaged = _damaged_frames(decoded, timeline, clean_from)
+            elif find_damage:
+                damaged = np.flatnonzero(timeline.owners == _NO_FRAME)
+
         rotation = int(first.rotation) if first.rotation else 0
         width, height = _display_size(first.width, first.height, stream.sample_aspect_ratio, rotation)
-        return {
+        info = {
             "fps": float(fps),
             "fps_fraction": f"{fps.numerator}/{fps.denominator}",
             "n_frames": int(n_frames),
@@ -225,6 +542,7 @@ def probe_video(path: str | os.PathLike) -> dict:
             "variable_frame_rate": bool(variable),
             "duration_s": float(n_frames / fps),
         }
+        return info, timeline, damaged
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,7 +589,8 @@ def _to_rgb(frame: av.VideoFrame, size: tuple[int, int], rotation: int,
     return np.ascontiguousarray(rgb)
 
 
-def read_frames(path: str | os.PathLike, width: int | None = None) -> Iterator[np.ndarray]:
+def read_frames(path: str | os.PathLike, width: int | None = None,
+                decode_errors: str = "fail") -> Iterator[np.ndarray]:
     """Decode a video to RGB frames at a constant frame rate.
 
     A file with evenly spaced timestamps yields every decoded frame.  A variable-frame-rate
@@ -280,6 +599,9 @@ def read_frames(path: str | os.PathLike, width: int | None = None) -> Iterator[n
     repeated across long gaps and dropped where they come faster -- what ``ffmpeg -vsync cfr``
     does -- and the sequence stays in step with the file's audio.
 
+    Frames that cannot be decoded (damaged data, a truncated file) are found by where frames
+    should be, going by the container's timestamps, frame count and rate.
+
     Parameters
     ----------
     path : str or path-like
@@ -287,6 +609,11 @@ def read_frames(path: str | os.PathLike, width: int | None = None) -> Iterator[n
         Resize to this width (rounded down to even), keeping the aspect ratio with an even
         height; area interpolation when shrinking.  Without it, frames keep their display size
         except that odd sides are resized to the next smaller even number.
+    decode_errors : {"fail", "repair"}
+        ``"fail"``: raise :class:`VideoError` naming the damaged frames and times.
+        ``"repair"``: output the last good frame in place of each damaged one (the first good
+        one for damage at the very start), so the frame count and the sync with the audio are
+        kept, and warn (log, and one ``restyle: warning:`` line on stderr) which frames.
 
     Returns
     -------
@@ -299,34 +626,38 @@ def read_frames(path: str | os.PathLike, width: int | None = None) -> Iterator[n
     ------
     VideoError
         At call time for the cases of :func:`probe_video`; while iterating when decoding fails
-        part way.
+        part way, or (``"fail"``) after the last good frame when frames are damaged.
     """
     # Probe first, outside the generator, so a bad file fails here and not at the first next().
-    info = probe_video(path)
+    repair = _check_mode(decode_errors)
+    info, timeline, damaged = _probe(path, find_damage=not repair)
+    if len(damaged):
+        raise _damage_error(path, damaged, Fraction(info["fps_fraction"]))
     size = output_size(info["width"], info["height"], width)
-    return _decode_rgb(Path(path), info, size)
+    return _decode_rgb(Path(path), info, size, timeline, repair)
 
 
-def _decode_rgb(path: Path, info: dict, size: tuple[int, int]) -> Iterator[np.ndarray]:
+def _decode_rgb(path: Path, info: dict, size: tuple[int, int], timeline: _Timeline | None,
+                repair: bool) -> Iterator[np.ndarray]:
     path, container = _open_input(path)
     with container:
         stream = _video_stream(path, container)
         convert = functools.partial(_to_rgb, size=size, rotation=info["rotation"],
                                     sample_aspect=stream.sample_aspect_ratio)
         try:
-            if info["variable_frame_rate"]:
-                yield from _resample_to_cfr(_decoded(container, stream), stream.time_base,
-                                            Fraction(info["fps_fraction"]), info["n_frames"], convert)
-            else:
+            if timeline is None:
                 for frame in _decoded(container, stream):
                     yield convert(frame)
+            else:
+                yield from _on_timeline(path, _decoded(container, stream), timeline,
+                                        Fraction(info["fps_fraction"]), convert, repair)
         except av.FFmpegError as err:
             raise _fail(path, f"decoding failed ({err})".replace("\n", " "),
                         "the file is probably truncated or corrupt; re-export it") from None
 
 
 def _decoded(container: av.container.InputContainer, stream) -> Iterator[av.VideoFrame]:
-    """Decoded frames of ``stream``, skipping damaged packets the way players do."""
+    """Decoded frames of ``stream``; a damaged packet gives none (the timeline shows the gap)."""
     for packet in container.demux(stream):
         try:
             yield from packet.decode()
@@ -334,32 +665,43 @@ def _decoded(container: av.container.InputContainer, stream) -> Iterator[av.Vide
             continue
 
 
-def _resample_to_cfr(frames: Iterable[av.VideoFrame], time_base: Fraction, fps: Fraction, n_out: int,
-                     convert: Callable[[av.VideoFrame], np.ndarray]) -> Iterator[np.ndarray]:
-    """Latest-frame-at-or-before resampling of a VFR stream onto the grid ``t0 + k / fps``."""
-    ticks_per_frame = 1 / (fps * time_base)  # output spacing in stream ticks, exact
-    start = None
-    k = 0
-    current = None  # the latest decoded frame, converted to RGB only when it is output
-    current_rgb = None
-    for frame in frames:
-        if frame.pts is None:
-            continue  # cannot be placed in time; players drop these too
-        if start is None:
-            start = frame.pts
-        # Output times before this frame (less half a tick, absorbing timestamp rounding in
-        # coarse time bases) still show the previous frame.
-        while current is not None and k < n_out and start + k * ticks_per_frame < frame.pts - Fraction(1, 2):
-            if current_rgb is None:
-                current_rgb = convert(current)
-            yield current_rgb.copy()
-            k += 1
-        current, current_rgb = frame, None
-    while current is not None and k < n_out:
-        if current_rgb is None:
-            current_rgb = convert(current)
-        yield current_rgb.copy()
-        k += 1
+def _on_timeline(path: Path, frames: Iterable[av.VideoFrame], timeline: _Timeline, fps: Fraction,
+                 convert: Callable[[av.VideoFrame], np.ndarray], repair: bool) -> Iterator[np.ndarray]:
+    """One RGB frame per output frame of ``timeline``, each converted once.
+
+    Variable-frame-rate streams are resampled here (latest frame at or before each output
+    time).  Damaged output frames repeat the last good frame with ``repair``; without it,
+    decoding goes on, with nothing more output, to name the whole damaged range in the error.
+    """
+    damaged: list[int] = []
+    waiting = 0  # output frames before the first decoded one, which then stands in for them
+    shown = shown_rgb = None
+    for k, frame, ok in _place(frames, timeline):
+        if not ok:
+            damaged.append(k)
+        if damaged and not repair:
+            continue
+        if frame is None:
+            waiting += 1
+        elif frame is shown:
+            yield shown_rgb.copy()
+        else:
+            shown, shown_rgb = frame, convert(frame)
+            for _ in range(waiting):
+                yield shown_rgb.copy()
+            waiting = 0
+            # Resampled streams repeat frames all the time: keep the converted frame pristine.
+            yield shown_rgb.copy() if timeline.variable else shown_rgb
+    if shown is None and (repair or not damaged):
+        raise _fail(path, "contains no decodable video frame",
+                    "the file is empty, truncated or uses an unsupported codec; re-export it as H.264 mp4")
+    if damaged and not repair:
+        raise _damage_error(path, damaged, fps)
+    if damaged:
+        at_start = " (the first good one at the very start)" if damaged[0] == 0 else ""
+        _warn(f"{path}: {len(damaged)} frame{'s' if len(damaged) > 1 else ''} could not be decoded "
+              f"(damaged or truncated) and repeat the last good frame{at_start}: "
+              f"{_describe_frames(damaged, fps)}; the frame count and the audio sync are kept")
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,12 +853,14 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: Frac
         duration.  mp4-compatible codecs (AAC, MP3, ALAC, AC-3) are copied losslessly; others
         are re-encoded to AAC.  A file without audio adds none.
     crf : int
-        x264 constant rate factor: 18 is visually lossless, +6 halves the size.
+        x264 constant rate factor: 18 is visually lossless, +6 halves the size.  Widths that
+        are not a multiple of 128 pixels come out about a fifth larger (see :func:`_x264_options`).
     preset : str
         x264 speed preset.
     threads : int
         Encoder threads.  Fixed rather than "auto" because x264's output depends on the thread
-        count; with it pinned the same frames give the same bytes on any machine.
+        count; with it pinned the same frames give the same bytes on every run, whatever the
+        load, and on x86 machines with or without AVX-512 alike.
 
     Returns
     -------
@@ -555,8 +899,9 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: Frac
     try:
         # fflags=bitexact keeps the libavformat version string (and anything else that varies
         # between builds) out of the file.
-        with av.open(tmp_name, "w", format="mp4", container_options={"fflags": "+bitexact"}) as output:
-            stream = output.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": preset})
+        with disk_full_reported(path), \
+                av.open(tmp_name, "w", format="mp4", container_options={"fflags": "+bitexact"}) as output:
+            stream = output.add_stream("libx264", rate=fps, options=_x264_options(width, crf, preset))
             stream.width, stream.height = width, height
             stream.pix_fmt = "yuv420p"
             stream.codec_context.thread_count = threads
@@ -595,6 +940,24 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: Frac
         if audio_input is not None:
             audio_input.close()
     return n
+
+
+def _x264_options(width: int, crf: int, preset: str) -> dict[str, str]:
+    """libx264 options for :func:`write_video`, chosen so the output bytes are reproducible.
+
+    On CPUs with AVX-512, x264's macroblock-tree rate control (its AVX-512
+    ``mbtree_propagate_list``, which handles 8 macroblocks at a time) reads memory it never
+    wrote when a row is not a multiple of 8 macroblocks (128 pixels) wide, so the same frames
+    give different bytes from one call to the next, depending on what the process allocated
+    and freed before.  For such widths the macroblock tree is turned off -- files grow by about
+    a fifth at the same ``crf`` -- which makes the output independent of memory contents
+    (checked with glibc's ``MALLOC_PERTURB_``, see tests/test_video.py).  Widths that are a
+    multiple of 128 (1280, 1920, 3840, ...) keep it: there it reads nothing uninitialised.
+    """
+    options = {"crf": str(crf), "preset": preset}
+    if math.ceil(width / 16) % 8:
+        options["x264-params"] = "mbtree=0"
+    return options
 
 
 def _check_frame(frame: np.ndarray, size: tuple[int, int] | None, index: int) -> tuple[int, int]:

@@ -3,11 +3,15 @@ from restyle import io, video
 
 io.log_to(snakemake.log[0])
 source = snakemake.input.video
-probe = video.probe_video(source)
+# fail: damaged frames stop the job, naming them; repair: the last good frame stands in for
+# them (a "restyle: warning:" line on stderr and in the log says which).
+decode_errors = snakemake.params.get("decode_errors", "fail")
+probe = video.probe_video(source, decode_errors=decode_errors)
 count = 0
 size = None
 with io.staged_directory(snakemake.output.frames) as folder:
-    for index, frame in enumerate(video.read_frames(source, width=snakemake.params.width)):
+    frames = video.read_frames(source, width=snakemake.params.width, decode_errors=decode_errors)
+    for index, frame in enumerate(frames):
         io.write_image(folder / io.frame_name(index), frame)
         count, size = index + 1, frame.shape
 if count == 0:

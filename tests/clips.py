@@ -224,3 +224,55 @@ def make_undecodable_clip(path, n_packets: int = 5) -> None:
             packet.pts = packet.dts = i
             packet.time_base = stream.time_base
             container.mux(packet)
+
+
+def make_reproducible_clip(path, n_frames: int = 48, size: tuple[int, int] = (96, 64), fps: int = 24,
+                           audio: bool = True, faststart: bool = False, keyint: int = 250,
+                           seed: int = 0) -> np.ndarray:
+    """The synthetic clip (cut half way), written so that the file has the same bytes on every
+    run: for tests that damage a fixed byte range of it.  Returns its frames.
+
+    x264's AVX-512 macroblock-tree code reads leftover heap memory at widths that are not a
+    multiple of 128 pixels (see ``restyle.video._x264_options``), so the macroblock tree is off;
+    ``bitexact`` keeps version strings and random Matroska IDs out.  ``faststart`` puts the mp4
+    index in front, so a file cut short still opens; ``keyint`` is the longest keyframe interval.
+    """
+    frames = synthetic_frames(n_frames, size, n_frames // 2, seed)
+    container_options = {"fflags": "+bitexact"}
+    if faststart:
+        container_options["movflags"] = "+faststart"
+    with av.open(str(path), "w", container_options=container_options) as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps),
+                                      options={"crf": "12", "preset": "fast", "x264-params": f"mbtree=0:keyint={keyint}"})
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.thread_count = 1
+        stream.codec_context.flags |= av.codec.context.Flags.bitexact
+        packets = []
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            packets += stream.encode(frame)
+        packets += stream.encode(None)
+        if audio:
+            _mux_audio(container, tone(float(Fraction(n_frames, fps))))
+        container.mux(packets)
+    return frames
+
+
+def overwrite_bytes(path, start: float, stop: float, seed: int = 0) -> range:
+    """Overwrite the bytes from ``start`` to ``stop`` (fractions of the file size) with seeded
+    noise, as a bad disk sector or a broken copy would; returns the byte range."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    hit = range(int(len(data) * start), int(len(data) * stop))
+    data[hit.start:hit.stop] = np.random.default_rng(seed).integers(0, 256, len(hit), dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return hit
+
+
+def cut_tail(path, keep: float) -> None:
+    """Keep only the first ``keep`` (fraction) of the file's bytes, like an interrupted copy."""
+    path = Path(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])

@@ -61,8 +61,12 @@ def test_command_line_strings_are_coerced_only_where_the_schema_wants_another_ty
 
 def test_an_extra_keyframe_past_the_end_is_a_one_line_error_and_keeps_the_plan(tmp_path, clip):
     write_config(tmp_path, clip, keyframes={"extra": {"clip": [500]}})
+    plan = tmp_path / "results" / "clip" / "keyframes.json"
+    plan.parent.mkdir(parents=True)
+    plan.write_text('{"from": "an earlier run"}')
     message = one_line_error(tmp_path)
     assert "keyframes.extra.clip" in message and "500" in message and "0-29" in message
+    assert plan.read_text() == '{"from": "an earlier run"}'
 
 
 @pytest.mark.parametrize("section", ["keyframes", "stylizer"])

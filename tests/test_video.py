@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from clips import (make_audio_file, make_test_clip, make_undecodable_clip, make_vfr_clip,
-                   read_index)
+import restyle.video
+from clips import (cut_tail, make_audio_file, make_reproducible_clip, make_test_clip,
+                   make_undecodable_clip, make_vfr_clip, overwrite_bytes, read_index)
 from restyle.video import (VideoError, as_fraction, output_size, probe_video, read_frames,
                            write_video)
 
@@ -188,6 +196,33 @@ def test_writing_the_same_frames_twice_gives_identical_bytes(ntsc_clip, tmp_path
     assert digests[0] == digests[1]
 
 
+# Writes a 96x64 clip (a width x264's AVX-512 macroblock-tree code over-reads at) and prints
+# the file's digest; run with different MALLOC_PERTURB_ values, i.e. different leftover heap.
+_DIGEST_SCRIPT = """
+import hashlib, sys
+sys.path.insert(0, sys.argv[1])
+from clips import synthetic_frames
+from restyle.video import write_video
+write_video(sys.argv[2], synthetic_frames(20, (96, 64), 10), "30000/1001")
+with open(sys.argv[2], "rb") as handle:
+    print(hashlib.sha256(handle.read()).hexdigest())
+"""
+
+
+def test_written_bytes_do_not_depend_on_leftover_heap_memory(tmp_path):
+    # glibc fills new heap blocks with MALLOC_PERTURB_'s byte: an encoder reading memory it
+    # never wrote gives different bytes for different values, every time rather than by
+    # chance (elsewhere the variable is ignored and this passes trivially).
+    digests = set()
+    for perturb in ("0", "85", "170"):
+        env = dict(os.environ, MALLOC_PERTURB_=perturb)
+        run = subprocess.run([sys.executable, "-c", _DIGEST_SCRIPT, str(Path(__file__).parent),
+                              str(tmp_path / f"out{perturb}.mp4")],
+                             env=env, capture_output=True, text=True, check=True)
+        digests.add(run.stdout.strip())
+    assert len(digests) == 1
+
+
 def test_write_is_atomic_and_cleans_up_on_failure(ntsc_clip, tmp_path):
     _, frames = ntsc_clip
     out = tmp_path / "out.mp4"
@@ -275,3 +310,165 @@ def test_missing_audio_source_is_reported(ntsc_clip, tmp_path):
     with pytest.raises(VideoError, match="no_such_audio.wav"):
         write_video(tmp_path / "out.mp4", frames, 24, audio_source=tmp_path / "no_such_audio.wav")
     assert not (tmp_path / "out.mp4").exists()
+
+
+# ------------------------------------------------------------------------------------ damaged files
+
+N_DAMAGED = 48  # frames of the clips damaged below (24 fps, cut at frame 24)
+
+
+def frames_stored_in(path, byte_range: range) -> list[int]:
+    """Numbers (in presentation order) of the video frames whose packets overlap ``byte_range``."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        packets = [(p.pts, p.pos, p.size) for p in container.demux(stream) if p.size]
+    order = sorted(pts for pts, _, _ in packets)
+    return sorted(order.index(pts) for pts, pos, size in packets
+                  if pos < byte_range.stop and pos + size > byte_range.start)
+
+
+def damaged_ranges(message: str) -> list[tuple[int, int, float, float]]:
+    """``(first, last, start_s, end_s)`` of each range a damage message names."""
+    found = re.findall(r"(\d+)(?:-(\d+))? \((\d+\.\d\d)-(\d+\.\d\d) s\)", message)
+    return [(int(a), int(b or a), float(t0), float(t1)) for a, b, t0, t1 in found]
+
+
+@pytest.fixture(scope="module")
+def damaged_clip(tmp_path_factory):
+    """(undamaged clip, the same with bytes 30-60 % overwritten by noise, frames hit)."""
+    folder = tmp_path_factory.mktemp("damaged")
+    good, bad = folder / "good.mp4", folder / "bad_clip.mp4"
+    make_reproducible_clip(good, n_frames=N_DAMAGED)
+    shutil.copy(good, bad)
+    hit = frames_stored_in(good, overwrite_bytes(bad, 0.3, 0.6))
+    return good, bad, hit
+
+
+def test_damaged_middle_fails_naming_the_file_the_frames_and_the_fix(damaged_clip):
+    _, bad, hit = damaged_clip
+    assert 0 < hit[0] and hit[-1] < N_DAMAGED - 1  # the noise sits in the middle
+    for call in (probe_video, read_frames):  # found at probe time: before any job runs
+        with pytest.raises(VideoError) as err:
+            call(bad)
+        message = str(err.value)
+        assert "\n" not in message and bad.name in message
+        assert "cannot be decoded" in message and "decode_errors: repair" in message
+        ranges = damaged_ranges(message)
+        first, last = ranges[0][0], ranges[-1][1]
+        # Every frame hit is named, and few others: B-frames referencing them, P-frames
+        # up to the next keyframe.
+        assert first <= hit[0] and last >= hit[-1]
+        assert hit[0] - first <= 3 and last < N_DAMAGED
+        for a, b, start_s, end_s in ranges:
+            assert start_s == pytest.approx(a / 24, abs=0.006)
+            assert end_s == pytest.approx((b + 1) / 24, abs=0.006)
+
+
+def test_damage_the_packet_check_misses_is_found_while_decoding(damaged_clip, monkeypatch):
+    good, bad, _ = damaged_clip
+    with pytest.raises(VideoError) as expected:
+        probe_video(bad)
+    monkeypatch.setattr(restyle.video, "_well_framed", lambda data, length_size: True)
+    assert probe_video(bad)["n_frames"] == N_DAMAGED  # the damage no longer shows here ...
+    frames = read_frames(bad)
+    with pytest.raises(VideoError) as err:  # ... but still when decoding
+        list(frames)
+    assert str(err.value) == str(expected.value)
+
+
+def test_repair_keeps_the_frame_count_and_warns(damaged_clip, capsys, caplog):
+    good, bad, _ = damaged_clip
+    assert probe_video(bad, decode_errors="repair")["n_frames"] == probe_video(good)["n_frames"] == N_DAMAGED
+    with caplog.at_level(logging.WARNING, logger="restyle"):
+        frames = list(read_frames(bad, decode_errors="repair"))
+    assert len(frames) == N_DAMAGED
+
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("restyle: warning: ")
+    warning = lines[0]
+    assert bad.name in warning
+    ranges = damaged_ranges(warning)
+    repeated = [k for a, b, _, _ in ranges for k in range(a, b + 1)]
+    assert f"{len(repeated)} frames could not be decoded" in warning
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        warning.removeprefix("restyle: warning: ")]
+
+    reference = list(read_frames(good))
+    first = repeated[0]
+    assert first > 0
+    for k in range(first):  # before the damage: decoded as from the undamaged file
+        assert np.array_equal(frames[k], reference[k])
+    for a, b, _, _ in ranges:  # in it: the last good frame, repeated
+        for k in range(a, b + 1):
+            assert np.array_equal(frames[k], frames[a - 1])
+
+
+def test_repair_of_damage_at_the_very_start_uses_the_first_good_frame(tmp_path, capsys):
+    good, bad = tmp_path / "good.mp4", tmp_path / "bad_start.mp4"
+    make_reproducible_clip(good, n_frames=N_DAMAGED, audio=False, keyint=12)
+    with av.open(str(good)) as container:  # the first packet: frame 0, a keyframe
+        packet = next(p for p in container.demux(video=0) if p.size)
+    size = good.stat().st_size
+    shutil.copy(good, bad)
+    overwrite_bytes(bad, packet.pos / size, (packet.pos + packet.size) / size)
+    with pytest.raises(VideoError, match=r"bad_start\.mp4: frames 0-"):
+        probe_video(bad)
+    frames = list(read_frames(bad, decode_errors="repair"))
+    assert len(frames) == N_DAMAGED
+    (first, last, _, _), = damaged_ranges(capsys.readouterr().err)
+    assert first == 0
+    for k in range(last + 1):
+        assert np.array_equal(frames[k], frames[last + 1])
+
+
+@pytest.mark.parametrize("suffix, faststart", [(".mkv", False), (".mp4", True)],
+                         ids=["mkv", "mp4-index-first"])
+def test_truncated_file_fails_naming_the_lost_tail_and_repair_pads_it(tmp_path, suffix, faststart, capsys):
+    path = tmp_path / f"cut_clip{suffix}"
+    make_reproducible_clip(path, n_frames=N_DAMAGED, faststart=faststart)
+    cut_tail(path, keep=0.6)
+    with pytest.raises(VideoError) as err:
+        probe_video(path)
+    message = str(err.value)
+    assert path.name in message and "decode_errors: repair" in message
+    assert damaged_ranges(message)[-1][1] == N_DAMAGED - 1  # up to the last frame
+    assert damaged_ranges(message)[-1][3] == pytest.approx(2.0)
+
+    assert probe_video(path, decode_errors="repair")["n_frames"] == N_DAMAGED
+    frames = list(read_frames(path, decode_errors="repair"))
+    assert len(frames) == N_DAMAGED
+    assert "restyle: warning: " in capsys.readouterr().err
+    assert np.array_equal(frames[-1], frames[damaged_ranges(message)[-1][0] - 1])
+
+
+def test_truncated_mp4_with_its_index_at_the_end_is_reported(tmp_path):
+    path = tmp_path / "cut_clip.mp4"
+    make_reproducible_clip(path, n_frames=N_DAMAGED)
+    cut_tail(path, keep=0.9)  # the index (moov) is gone: nothing to repair
+    for mode in ("fail", "repair"):
+        with pytest.raises(VideoError, match=r"cut_clip\.mp4: .*truncated"):
+            probe_video(path, decode_errors=mode)
+
+
+def test_edit_list_trimmed_start_reads_the_probed_frame_count(tmp_path):
+    # Frames before t = 0 are cut by the mp4 edit list: stored, but never shown.
+    path = tmp_path / "trimmed.mp4"
+    frames = make_test_clip(path, n_frames=12, cut_at=None, audio=False)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=24, options={"crf": "12", "preset": "fast"})
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        packets = []
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i - 3
+            packets += stream.encode(frame)
+        container.mux(packets + stream.encode(None))
+    info = probe_video(path)
+    assert info["n_frames"] == 9
+    assert len(list(read_frames(path))) == 9
+
+
+def test_decode_errors_mode_is_checked(clip):
+    path, _ = clip
+    with pytest.raises(ValueError, match="decode_errors"):
+        probe_video(path, decode_errors="ignore")

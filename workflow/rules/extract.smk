@@ -7,6 +7,7 @@ rule extract_frames:
         meta=results("{video}", "meta.json"),
     params:
         width=config["width"],
+        decode_errors=config.get("decode_errors", "fail"),
     log:
         "logs/{video}/extract_frames.log",
     benchmark:
