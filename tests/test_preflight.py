@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
+from clips import make_reproducible_clip, overwrite_bytes
 from test_workflow import clip, one_line_error, snakemake, write_config  # noqa: F401
 
 from restyle import preflight
@@ -110,6 +111,17 @@ def test_a_painted_file_with_transparency_is_an_error_and_an_opaque_one_is_fine(
     cv2.imwrite(str(painted / "00006.png"), rgba)
     message = one_line_error(tmp_path)
     assert "00006.png" in message and "transparent" in message and "flatten" in message
+
+
+def test_a_video_damaged_in_the_middle_is_refused_with_the_frames_and_the_fix(tmp_path):
+    damaged = tmp_path / "damaged.mp4"
+    make_reproducible_clip(damaged, n_frames=48)
+    overwrite_bytes(damaged, 0.3, 0.6)
+    write_config(tmp_path, damaged)
+    message = one_line_error(tmp_path)
+    assert "damaged.mp4: frames " in message and "cannot be decoded" in message
+    assert "decode_errors: repair" in message
+    assert not (tmp_path / "results").exists()  # refused before any job ran
 
 
 # --------------------------------------------------------------------------------------------
