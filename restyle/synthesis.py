@@ -60,8 +60,9 @@ Where this differs from EbSynth, and why:
 
 Results are the same bytes for the same inputs and seed on a given machine, whatever the
 thread count (float sums are vectorised in an order fixed at compile time, which may differ
-between CPU types).  Compiled kernels are cached on disk (numba ``cache=True``), so a new
-process only pays for loading them.
+between CPU types).  Compiled kernels are cached on disk (numba ``cache=True``) in a per-user
+folder shared by every checkout of the same source (:mod:`restyle.engine_cache`), so a new
+process only pays for loading them; the one that has to compile says so on stderr.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ import cv2
 import numba
 import numpy as np
 from numba import njit, prange
+
+# Registers restyle's cache locator; must come before the @njit(cache=True) kernels below.
+from restyle import engine_cache
 
 # 'reassoc' lets LLVM vectorise the SSD reduction (the order of the adds is fixed when the
 # kernel is compiled, so results still do not depend on threads); no nnan/ninf assumptions.
@@ -373,6 +377,12 @@ def _pack(out, image, c0, scale, r):
                 out[py, px, c0 + c] = image[y, x, c] * scale
 
 
+# A one-line notice when these have to be compiled (not when loaded), and one compile for
+# jobs that start together on a fresh machine.
+engine_cache.watch(_patchmatch_sweep, _patch_energies, _vote, _pack,
+                   what="the synthesis engine", takes=", about a minute")
+
+
 # --------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------
@@ -525,6 +535,7 @@ def _features(images, scales, r):
 # Public API
 # --------------------------------------------------------------------------------------
 
+@engine_cache.compile_session  # the compile lock, if taken, is released on return
 def synthesize(style: np.ndarray, source_guides: Sequence[np.ndarray], target_guides: Sequence[np.ndarray],
                guide_weights: Sequence[float], *, style_weight: float = 1.0, patch_size: int = 5,
                uniformity: float = 3500.0, pyramid_levels: int | None = None, search_vote_iters: int = 6,

@@ -1,14 +1,17 @@
 """The workflow on a real SLURM cluster through ``--profile profiles/slurm``.
 
 Uses a running SLURM (``sinfo`` answers) or starts a one-node one with
-shared/slurm/start-local-slurm.sh (root; installs Debian's slurm-wlm and MariaDB on first use).
-Skipped, with the reason, only where neither is possible.
+shared/slurm/start-local-slurm.sh (root; installs Debian's slurm-wlm and MariaDB on first use)
+and stops the daemons it started when the module's tests are done.  Skipped, with the reason,
+only where neither is possible.
 """
 
 import json
 import os
 import re
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import cv2
@@ -28,6 +31,10 @@ START_SCRIPT_CANDIDATES = [
 SLURM = ("--profile", str(REPO / "profiles" / "slurm"), "--cores", "2", "--slurm-no-account",
          "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1")
 TARGET = "results/clip/restyled.mp4"
+# Snakemake's job blocks (rule, wildcards) instead of one line per finished job, for
+# announced_jobs (restyle/snakemake_output.py).  The failing-job test keeps the terminal
+# output users see: the error report is the same in both.
+JOB_BLOCKS = {**os.environ, "RESTYLE_JOB_BLOCKS": "1"}
 
 
 def slurm_answers() -> bool:
@@ -42,9 +49,69 @@ def slurm_answers() -> bool:
             and any(s.startswith(("idle", "mix", "alloc")) for s in states))
 
 
+# Where start-local-slurm.sh records "pid starttime" of each daemon it started.
+DAEMON_PIDS = Path("/run/local-slurm/pids")
+
+
+def _start_time(pid: int) -> str | None:
+    """Start time of a live (not zombie) process, as /proc/PID/stat field 22 has it."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def running_recorded_daemons() -> dict[str, str]:
+    """Daemon name -> its "pid starttime" record, for the recorded daemons still running."""
+    running = {}
+    for record in sorted(DAEMON_PIDS.glob("*.pid")):
+        try:
+            pid, starttime = record.read_text().split()[:2]
+            alive = _start_time(int(pid)) == starttime
+        except (OSError, ValueError):
+            continue
+        if alive:
+            running[record.stem] = f"{pid} {starttime}"
+    return running
+
+
+def stop_what_we_started(start_script: Path, before: dict[str, str]) -> None:
+    """Stop the daemons start-local-slurm.sh started for these tests, and only those."""
+    started = {name: record for name, record in running_recorded_daemons().items()
+               if before.get(name) != record}
+    if not started:
+        return
+    if not before:  # every daemon it records is ours: its stop script (which cancels jobs first)
+        stop = start_script.with_name("stop-local-slurm.sh")
+        done = subprocess.run(["bash", str(stop)], capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"{stop} failed, SLURM daemons may be left running: "
+                               f"{done.stdout}{done.stderr}")
+        return
+    for name in ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged"):  # the stop script's order
+        if name not in started:
+            continue
+        pid, starttime = started[name].split()
+        pid = int(pid)
+        try:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while _start_time(pid) == starttime and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _start_time(pid) == starttime:
+                os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        (DAEMON_PIDS / f"{name}.pid").unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="module")
 def slurm_cluster():
+    """A SLURM that answers: the one already running (left alone), or one started here and
+    stopped again after this module's tests (only the daemons started here)."""
     if slurm_answers():
+        yield
         return
     script = next((Path(c) for c in START_SCRIPT_CANDIDATES if c and Path(c).is_file()), None)
     if script is None:
@@ -52,10 +119,15 @@ def slurm_cluster():
                     "was not found (set RESTYLE_SLURM_START to its path)")
     if os.geteuid() != 0:
         pytest.skip(f"SLURM cannot start here: {script} must run as root")
-    started = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
-    if started.returncode != 0 or not slurm_answers():
-        last = (started.stdout + started.stderr).strip().splitlines()[-3:]
-        pytest.skip(f"SLURM cannot start here: {script} failed: {' | '.join(last)}")
+    before = running_recorded_daemons()
+    try:
+        started = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
+        if started.returncode != 0 or not slurm_answers():
+            last = (started.stdout + started.stderr).strip().splitlines()[-3:]
+            pytest.skip(f"SLURM cannot start here: {script} failed: {' | '.join(last)}")
+        yield
+    finally:
+        stop_what_we_started(script, before)
 
 
 def submissions(output: str) -> list[str]:
@@ -73,7 +145,7 @@ def clusters_run(slurm_cluster, tmp_path_factory):
         workdir.mkdir()
         write_config(workdir, clip)
     snakemake(local, TARGET)
-    result = snakemake(cluster, *SLURM, TARGET)
+    result = snakemake(cluster, *SLURM, TARGET, env=JOB_BLOCKS)
     return local, cluster, result.stdout + result.stderr
 
 
@@ -98,7 +170,7 @@ def test_slurm_repaint_resubmits_only_that_keyframes_jobs(clusters_run):
     for workdir in (local, cluster):
         (workdir / "painted" / "clip").mkdir(parents=True)
         cv2.imwrite(str(workdir / "painted" / "clip" / "00006.png"), 255 - styled)
-    result = snakemake(cluster, *SLURM, TARGET)
+    result = snakemake(cluster, *SLURM, TARGET, env=JOB_BLOCKS)
     output = result.stdout + result.stderr
     gaps = ["00000-00006", "00006-00012"]
     expected = {(rule, f"video=clip, gap={gap}") for gap in gaps

@@ -13,6 +13,10 @@ from snakemake.utils import validate
 # The restyle library of this checkout, also when it is not pip-installed.
 sys.path.insert(0, workflow.basedir)
 from restyle import io, keyframes, preflight
+from restyle.snakemake_output import one_line_per_job
+
+# The terminal shows one line per finished job (.snakemake/log/ keeps the job blocks).
+one_line_per_job(workflow)
 
 # Rule scripts import the restyle library from this checkout, in whatever environment
 # (a conda env from envs/, a cluster node) they run.
