@@ -60,6 +60,18 @@ for name, info in VIDEO_INFO.items():
                 preflight.check_painted_are_keyframes(info["painted"], keys, name, config_origin("keyframes.extra"))
             )
 
+
+def remove_leftover_intermediates():
+    """Remove temp() folders of gaps that are blended: a killed run left them, and Snakemake
+    deletes a temp() output only after a job that reads it has run in the same run.  Called
+    before a run plans its jobs and when it succeeds."""
+    if config["keep_intermediate"]:
+        return
+    for name in config["videos"]:
+        for stage in ("flow", "guides", "passes"):
+            io.remove_directories_made_redundant(Path("results", name, stage), Path("results", name, "blended"))
+
+
 if workflow.is_main_process:
     for warning in preflight.stray_painted_folders(config["keyframes"]["painted_dir"], list(config["videos"])):
         preflight.warn(warning)
@@ -68,6 +80,8 @@ if workflow.is_main_process:
     for name in config["videos"]:
         for stage in ("flow", "guides", "passes"):
             io.remove_incomplete_directories(Path("results", name, stage))
+    if not workflow.output_settings.dryrun:
+        remove_leftover_intermediates()
     errors, warnings, needed_mb = preflight.check_disk_space(
         "results",
         preflight.disk_needed_mb(VIDEO_INFO, config, workflow.resource_settings.cores or 1),
@@ -78,15 +92,6 @@ if workflow.is_main_process:
         for warning in warnings:
             preflight.warn(warning)
     os.environ[io.DISK_NEEDED_ENV] = f"{needed_mb:.0f}"
-
-def remove_leftover_intermediates():
-    """temp() folders of gaps that are blended: a killed run left them, and Snakemake deletes
-    a temp() output only after a job that reads it has run (called when a run succeeds)."""
-    if config["keep_intermediate"]:
-        return
-    for name in config["videos"]:
-        for stage in ("flow", "guides", "passes"):
-            io.remove_directories_made_redundant(Path("results", name, stage), Path("results", name, "blended"))
 
 
 wildcard_constraints:
