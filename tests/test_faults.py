@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from clips import make_test_clip
-from test_workflow import REPO, snakemake, write_config
+from test_workflow import REPO, snakemake, without_slurm, write_config
 
 from restyle.io import directory_is_complete
 
@@ -82,9 +82,10 @@ def run_until_frozen(workdir: Path, spec: str, sig: int) -> None:
     flag = workdir / "frozen"
     kind, rest = spec.split(":", 1)
     pattern, nth = rest.rsplit(":", 1)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")])),
-               RESTYLE_TEST_FREEZE=f"{kind}:{workdir / 'results' / 'clip' / pattern}:{nth}",
-               RESTYLE_TEST_FREEZE_FLAG=str(flag))
+    env = without_slurm(dict(os.environ,
+                             PYTHONPATH=os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")])),
+                             RESTYLE_TEST_FREEZE=f"{kind}:{workdir / 'results' / 'clip' / pattern}:{nth}",
+                             RESTYLE_TEST_FREEZE_FLAG=str(flag)))
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
                "--configfile", str(workdir / "config.yaml"), "--cores", "2"]
     popen = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,

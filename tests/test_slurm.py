@@ -145,7 +145,7 @@ def clusters_run(slurm_cluster, tmp_path_factory):
         workdir.mkdir()
         write_config(workdir, clip)
     snakemake(local, TARGET)
-    result = snakemake(cluster, *SLURM, TARGET, env=JOB_BLOCKS)
+    result = snakemake(cluster, *SLURM, TARGET, env=JOB_BLOCKS, on_cluster=True)
     return local, cluster, result.stdout + result.stderr
 
 
@@ -170,7 +170,7 @@ def test_slurm_repaint_resubmits_only_that_keyframes_jobs(clusters_run):
     for workdir in (local, cluster):
         (workdir / "painted" / "clip").mkdir(parents=True)
         cv2.imwrite(str(workdir / "painted" / "clip" / "00006.png"), 255 - styled)
-    result = snakemake(cluster, *SLURM, TARGET, env=JOB_BLOCKS)
+    result = snakemake(cluster, *SLURM, TARGET, env=JOB_BLOCKS, on_cluster=True)
     output = result.stdout + result.stderr
     gaps = ["00000-00006", "00006-00012"]
     expected = {(rule, f"video=clip, gap={gap}") for gap in gaps
@@ -189,7 +189,8 @@ def test_slurm_failing_job_is_reported_with_its_log(clusters_run):
     flow = cluster / "results" / "clip" / "flow" / "00000-00006"
     assert not flow.exists()  # temp: removed after the render
     # No retry: the profile's one retry would fail the same way, 30 s later.
-    result = snakemake(cluster, *SLURM, "--retries", "0", "results/clip/flow/00000-00006", check=False)
+    result = snakemake(cluster, *SLURM, "--retries", "0", "results/clip/flow/00000-00006", check=False,
+                       on_cluster=True)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     # A group of one job is submitted as that job.

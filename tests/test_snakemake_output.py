@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_workflow import without_slurm
+
 REPO = Path(__file__).resolve().parents[1]
 
 SNAKEFILE = f"""
@@ -43,7 +45,7 @@ rule broken:
 
 def snakemake(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     (workdir / "Snakefile").write_text(SNAKEFILE)
-    environment = {k: v for k, v in os.environ.items() if k != "RESTYLE_JOB_BLOCKS"}
+    environment = without_slurm({k: v for k, v in os.environ.items() if k != "RESTYLE_JOB_BLOCKS"})
     return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=workdir,
                           env={**environment, **env}, capture_output=True, text=True, timeout=300)
 
