@@ -371,7 +371,7 @@ def _describe_frames(frames: Iterable[int], fps: Fraction) -> str:
 
 def _damage_error(path, frames: Iterable[int], fps: Fraction) -> VideoError:
     return _fail(path, f"{_describe_frames(frames, fps)} cannot be decoded (damaged or truncated)",
-                 "re-export or re-copy the file, or set decode_errors: repair in config.yaml "
+                 "re-export or re-copy the file, or set decode_errors: repair in the config "
                  "to repeat the last good frame there")
 
 
