@@ -100,9 +100,18 @@ def run_until_frozen(workdir: Path, spec: str, sig: int) -> None:
             pytest.fail(f"the run did not reach the moment {spec} in 300 s")
         time.sleep(0.01)
     victims = kill_run(process, sig)
-    try:
-        popen.wait(timeout=60)
-    except subprocess.TimeoutExpired:
+    # Snakemake's terminal handler swallows a KeyboardInterrupt that lands while it writes a
+    # line (snakemake/logging.py, `except (KeyboardInterrupt, SystemExit): pass`), so a
+    # Ctrl-C can go unnoticed, and a user presses it again: so does this test, every 10 s.
+    for _ in range(6):
+        try:
+            popen.wait(timeout=10)
+            break
+        except subprocess.TimeoutExpired:
+            if sig != signal.SIGINT:
+                continue
+            kill_run(process, sig)
+    else:
         pytest.fail(f"snakemake did not stop on {signal.Signals(sig).name}")
     # Nothing of the killed run may keep writing while the rerun works.
     deadline = time.monotonic() + 30
