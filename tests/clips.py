@@ -111,6 +111,16 @@ def _mux_audio(container, samples: np.ndarray, rate: int = AUDIO_RATE) -> None:
     container.mux(packets)
 
 
+def _encoded(stream, frames) -> list:
+    """Every packet of ``frames`` (RGB arrays) encoded by ``stream``, frame ``i`` at pts ``i``."""
+    packets = []
+    for i, image in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = i
+        packets += stream.encode(frame)
+    return packets + stream.encode(None)
+
+
 def make_test_clip(path, n_frames: int = 24, size: tuple[int, int] = (96, 64), cut_at: int | None = 12,
                    fps: int | Fraction | str = 24, audio: bool = True, seed: int = 0,
                    rotation: int = 0, pix_fmt: str = "yuv420p") -> np.ndarray:
@@ -142,12 +152,7 @@ def make_test_clip(path, n_frames: int = 24, size: tuple[int, int] = (96, 64), c
         stream = _add_video_stream(container, size, rate, pix_fmt)
         if rotation:
             stream.set_display_rotation(rotation)
-        packets = []
-        for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            packets += stream.encode(frame)
-        packets += stream.encode(None)
+        packets = _encoded(stream, frames)
         if audio:
             _mux_audio(container, tone(float(n_frames / rate)))
         container.mux(packets)
@@ -248,12 +253,7 @@ def make_reproducible_clip(path, n_frames: int = 48, size: tuple[int, int] = (96
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1
         stream.codec_context.flags |= av.codec.context.Flags.bitexact
-        packets = []
-        for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            packets += stream.encode(frame)
-        packets += stream.encode(None)
+        packets = _encoded(stream, frames)
         if audio:
             _mux_audio(container, tone(float(Fraction(n_frames, fps))))
         container.mux(packets)
