@@ -30,8 +30,9 @@ def compute_flow(frame_a: np.ndarray, frame_b: np.ndarray, preset: str = "medium
     ----------
     frame_a, frame_b : ndarray, uint8 (H, W, 3) RGB or (H, W) gray
     preset : {"ultrafast", "fast", "medium"}
-        DIS speed/accuracy preset.  ``medium`` matches TV-L1 accuracy on real clips at a
-        small fraction of its cost (see shared/REFERENCE.md).
+        DIS speed/accuracy preset (Kroeger et al., "Fast Optical Flow using Dense Inverse
+        Search", ECCV 2016, arXiv:1603.03590).  ``medium`` matches TV-L1 accuracy on real
+        clips at a small fraction of its cost (BENCHMARKS.md, flow presets).
 
     Returns
     -------

@@ -1,7 +1,5 @@
 """Evaluation metrics: temporal warping error, fidelity (PSNR), sharpness, synthetic flicker.
 
-The definitions follow ``shared/REFERENCE.md`` section 4.
-
 * **E_warp** (Lai et al., ECCV 2018, "Learning blind video temporal consistency"): optical
   flow is computed on the *original input* video, never on the output being scored, so every
   method is measured through the same correspondences.  For ``t = 1 .. T-1``, with
@@ -26,6 +24,13 @@ The definitions follow ``shared/REFERENCE.md`` section 4.
 
 All functions that take videos accept any iterable of frames (lists, arrays, generators) and
 consume it lazily, so long videos never have to be held in memory.
+
+References
+----------
+.. [1] W.-S. Lai, J.-B. Huang, O. Wang, E. Shechtman, E. Yumer, M.-H. Yang, "Learning Blind
+       Video Temporal Consistency", ECCV 2018. arXiv:1808.00449
+.. [2] C. Lei, X. Ren, Z. Zhang, Q. Chen, "Blind Video Deflickering by Neural Filtering with a
+       Flawed Atlas", CVPR 2023. arXiv:2303.08120
 """
 
 from __future__ import annotations

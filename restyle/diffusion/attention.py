@@ -4,7 +4,8 @@ inputs, and let later keyframes attend to them.
 Rerender-A-Video keeps keyframes of a scene consistent by letting the UNet *decoder*
 self-attention layers (``up_blocks.*.attn1``) of keyframe ``k`` attend not only to its own
 features but also to those of the scene's first keyframe and of keyframe ``k - 1``, taken
-at the same denoising step (shared/REFERENCE.md section 7).  Content, colours and textures
+at the same denoising step (Yang et al., "Rerender A Video", SIGGRAPH Asia 2023,
+arXiv:2306.07954).  Content, colours and textures
 then flow from the references into the new keyframe, while its own queries keep its layout.
 
 restyle renders one keyframe per workflow job, so the references must cross process
