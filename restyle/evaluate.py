@@ -30,9 +30,10 @@ def evaluate_video(manifest: dict, restyled: FrameReader, original: FrameReader,
 
     E_warp (Lai et al., ECCV 2018, arXiv:1808.00449; defined in :mod:`restyle.metrics`) is
     measured on the output, on the input (its floor) and, when ``per_frame_stylizer`` is
-    given, on the input stylized frame by frame (the flicker restyle removes).  Frame pairs that straddle a scene cut are skipped: no
-    flow relates them.  Fidelity (PSNR) and sharpness are measured against the per-frame
-    stylization on the non-keyframes only, where propagation decided the look.
+    given, on the input stylized frame by frame (the flicker restyle removes).  Frame pairs
+    that straddle a scene cut are skipped: no flow relates them.  Fidelity (PSNR) and
+    sharpness are measured against the per-frame stylization on the non-keyframes only,
+    where propagation decided the look.
 
     Parameters
     ----------
