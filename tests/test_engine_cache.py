@@ -13,6 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # compiles the synthesis engine from scratch
+
 REPO = Path(__file__).resolve().parents[1]
 NOTICE = "restyle: compiling the synthesis engine (once per machine and version"
 

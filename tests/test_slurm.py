@@ -20,6 +20,8 @@ import pytest
 from clips import make_test_clip
 from test_workflow import CUT, N_FRAMES, REPO, announced_jobs, snakemake, write_config
 
+pytestmark = pytest.mark.slow  # whole workflow runs on a real SLURM
+
 START_SCRIPT_CANDIDATES = [
     os.environ.get("RESTYLE_SLURM_START", ""),
     str(REPO.parent / "shared" / "slurm" / "start-local-slurm.sh"),

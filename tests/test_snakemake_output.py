@@ -6,7 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from test_workflow import without_slurm
+
+pytestmark = pytest.mark.slow  # real Snakemake runs
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -96,6 +96,7 @@ def rendered(tmp_path_factory, clip):
     return workdir
 
 
+@pytest.mark.slow
 def test_renders_a_restyled_mp4_with_the_source_audio_and_frame_rate(rendered, clip):
     out = rendered / "results" / "clip"
     probe, source = probe_video(out / "restyled.mp4"), probe_video(clip)
@@ -107,6 +108,7 @@ def test_renders_a_restyled_mp4_with_the_source_audio_and_frame_rate(rendered, c
     assert (compare["width"], compare["n_frames"]) == (192, N_FRAMES)
 
 
+@pytest.mark.slow
 def test_plan_cuts_at_the_scene_change_and_ends_at_the_last_frame(rendered):
     plan = json.loads((rendered / "results" / "clip" / "keyframes.json").read_text())
     assert plan["scenes"] == [[0, CUT], [CUT, N_FRAMES]]
@@ -114,6 +116,7 @@ def test_plan_cuts_at_the_scene_change_and_ends_at_the_last_frame(rendered):
     assert all(not (g["start"] < CUT <= g["end"]) for g in plan["gaps"])
 
 
+@pytest.mark.slow
 def test_keyframes_of_the_output_are_the_stylized_keyframes(rendered):
     out = rendered / "results" / "clip"
     decoded = list(read_frames(out / "restyled.mp4"))
@@ -122,6 +125,7 @@ def test_keyframes_of_the_output_are_the_stylized_keyframes(rendered):
     assert error < 6  # only H.264 loss
 
 
+@pytest.mark.slow
 def test_metrics_report_stability_fidelity_and_stage_timings(rendered):
     metrics = json.loads((rendered / "results" / "clip" / "metrics.json").read_text())
     e_warp = metrics["e_warp"]
@@ -137,15 +141,18 @@ def test_metrics_report_stability_fidelity_and_stage_timings(rendered):
         assert metrics["timings"][stage]["jobs"] >= 1
 
 
+@pytest.mark.slow
 def test_intermediates_are_removed_after_use(rendered):
     out = rendered / "results" / "clip"
     assert not (out / "flow").exists() and not (out / "guides").exists() and not (out / "passes").exists()
 
 
+@pytest.mark.slow
 def test_nothing_to_do_on_a_second_run(rendered):
     assert "Nothing to be done" in snakemake(rendered, "-n").stdout
 
 
+@pytest.mark.slow
 def test_repainting_a_keyframe_reruns_only_its_two_gaps_and_the_assembly(rendered):
     out = rendered / "results" / "clip"
     plan = json.loads((out / "keyframes.json").read_text())
@@ -223,6 +230,7 @@ def test_painted_keyframe_of_the_wrong_size_or_unreadable_is_a_one_line_error(tm
     assert "00006.png" in message and "cannot read" in message
 
 
+@pytest.mark.slow
 def test_painted_frame_off_the_keyframes_is_reported(rendered):
     painted = rendered / "painted" / "clip"
     painted.mkdir(parents=True, exist_ok=True)
@@ -235,6 +243,7 @@ def test_painted_frame_off_the_keyframes_is_reported(rendered):
         (painted / "00007.png").unlink()
 
 
+@pytest.mark.slow
 def test_several_videos_in_one_config_get_their_own_results(tmp_path, clip):
     write_config(tmp_path, clip)
     config = yaml.safe_load((tmp_path / "config.yaml").read_text())
@@ -244,6 +253,7 @@ def test_several_videos_in_one_config_get_their_own_results(tmp_path, clip):
     assert {("extract_frames", "video=clip"), ("extract_frames", "video=second")} <= jobs
 
 
+@pytest.mark.slow
 def test_the_flow_warp_preview_method_renders_too(tmp_path, clip):
     write_config(tmp_path, clip, propagation={"method": "warp"})
     snakemake(tmp_path)
@@ -253,6 +263,7 @@ def test_the_flow_warp_preview_method_renders_too(tmp_path, clip):
     assert metrics["e_warp"]["output"] < 0.5 * metrics["e_warp"]["per_frame_stylization"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["local", "slurm", "cluster-generic"])
 def test_every_bundled_profile_plans_the_workflow(rendered, profile):
     result = snakemake(rendered, "-n", "--profile", str(REPO / "profiles" / profile))

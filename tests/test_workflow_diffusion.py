@@ -11,6 +11,8 @@ from tiny_diffusion import save_tiny_sd  # noqa: E402
 
 from restyle.video import probe_video  # noqa: E402
 
+pytestmark = pytest.mark.slow  # whole workflow runs with a diffusion model
+
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
