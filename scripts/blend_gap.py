@@ -1,22 +1,22 @@
 """blend_gap: forward + backward passes of a gap -> blended/<t>.png for each in-between."""
-from restyle import io
+from restyle import gap_store, io
 from restyle.blend import blend_passes
 from restyle.flow import warp
 from restyle.keyframes import parse_gap_name
 
 io.log_to(snakemake.log[0])
 start, end = parse_gap_name(snakemake.wildcards.gap)
-fwd, bwd = f"{snakemake.input.passes}/fwd", f"{snakemake.input.passes}/bwd"
+passes, flow = snakemake.input.passes, snakemake.input.flow
 carried = None
 with io.staged_directory(snakemake.output[0]) as out:
     for t in range(start + 1, end):
         if carried is not None:
             # A pixel that switched to the backward pass stays switched along the motion.
-            flow_to_previous = io.load_array(f"{snakemake.input.flow}/flow_b_{t:05d}.npy")
-            carried = warp(carried.astype("uint8"), flow_to_previous, "nearest") > 0
+            carried = warp(carried.astype("uint8"), gap_store.read_flow(flow, "b", t), "nearest") > 0
+        styled_forward, error_forward = gap_store.read_pass(passes, gap_store.FORWARD, t)
+        styled_backward, error_backward = gap_store.read_pass(passes, gap_store.BACKWARD, t)
         frame, carried = blend_passes(
-            io.read_image(f"{fwd}/styled_{t:05d}.png"), io.read_image(f"{bwd}/styled_{t:05d}.png"),
-            io.load_array(f"{fwd}/error_{t:05d}.npy"), io.load_array(f"{bwd}/error_{t:05d}.npy"),
+            styled_forward, styled_backward, error_forward, error_backward,
             distance_forward=t - start, distance_backward=end - t, carried_mask=carried,
             grad_weight=tuple(snakemake.params.grad_weight))
         io.write_image(out / io.frame_name(t), frame)

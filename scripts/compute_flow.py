@@ -1,8 +1,8 @@
-"""compute_flow: one gap's frames -> flow/ (flow_f/flow_b .npy, occlusion masks occ_f/occ_b
-.png) and guides/ (fwd/ and bwd/: positional pos_<t>.npy and edge edge_<t>.png)."""
+"""compute_flow: one gap's frames -> flow/<gap>/ (flows and occlusion masks both ways) and
+guides/<gap>/ (edge and positional guides per direction); file layout in restyle.gap_store."""
 import cv2
 
-from restyle import io
+from restyle import gap_store, io
 from restyle.flow import compute_flow, occlusion_mask
 from restyle.guides import edge_guide, positional_guides
 from restyle.keyframes import parse_gap_name
@@ -17,34 +17,28 @@ def write_flows(out):
     current = io.read_frame(frames, start)
     for t in range(start, end):
         following = io.read_frame(frames, t + 1)
-        forward = compute_flow(current, following, snakemake.params.preset)   # t -> t+1
+        forward = compute_flow(current, following, snakemake.params.preset)  # t -> t+1
         backward = compute_flow(following, current, snakemake.params.preset)  # t+1 -> t
-        io.save_array(out / f"flow_f_{t:05d}.npy", forward)
-        io.save_array(out / f"flow_b_{t + 1:05d}.npy", backward)
-        io.write_image(out / f"occ_f_{t:05d}.png", occlusion_mask(forward, backward).astype("uint8") * 255)
-        io.write_image(out / f"occ_b_{t + 1:05d}.png", occlusion_mask(backward, forward).astype("uint8") * 255)
+        gap_store.write_flow_pair(out, t, forward, backward,
+                                  occlusion_mask(forward, backward), occlusion_mask(backward, forward))
         current = following
 
 
 def write_guides(flow, out):
     edges = {}  # both directions use the same edge image of a frame
-    for direction in ("fwd", "bwd"):
-        forward = direction == "fwd"
-        # Each frame of the chain is linked to the one before it *in propagation order*.
-        chain = list(range(start, end + 1)) if forward else list(range(end, start - 1, -1))
-        link = "b" if forward else "f"
-        followers = chain[1:-1]  # the in-between frames; the far keyframe keeps its own look
-        flows = (io.load_array(flow / f"flow_{link}_{t:05d}.npy") for t in followers)
-        occlusions = (cv2.imread(str(flow / f"occ_{link}_{t:05d}.png"), cv2.IMREAD_GRAYSCALE) > 0
-                      for t in followers)
-        folder = out / direction
-        folder.mkdir()
-        for t in chain[:1] + followers:
+    for direction in gap_store.DIRECTIONS:
+        source = gap_store.chain(start, end, direction)[0]
+        followers = gap_store.inbetweens(start, end, direction)  # the far keyframe keeps its own look
+        toward = gap_store.link(direction)
+        flows = (gap_store.read_flow(flow, toward, t) for t in followers)
+        occlusions = (gap_store.read_occlusion(flow, toward, t) for t in followers)
+        (out / direction).mkdir()
+        for t in [source, *followers]:
             if t not in edges:
                 edges[t] = edge_guide(io.read_frame(frames, t))
-            io.write_image(folder / f"edge_{t:05d}.png", edges[t])
+            io.write_image(gap_store.edge_path(out, direction, t), edges[t])
         for t, position in zip(followers, positional_guides(flows, occlusions)):
-            io.save_array(folder / f"pos_{t:05d}.npy", position)
+            io.save_array(gap_store.position_path(out, direction, t), position)
 
 
 # Both folders are staged: each appears complete or not at all; if the job dies between
