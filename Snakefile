@@ -20,9 +20,9 @@ include: "workflow/rules/measure.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True
 
 
 onsuccess:

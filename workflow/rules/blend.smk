@@ -6,21 +6,21 @@ rule blend_gap:
         flow=results("{video}", "flow", "{gap}"),
     output:
         directory(results("{video}", "blended", "{gap}")),
-    params:
-        grad_weight=config["blend"]["grad_weight"],
-    priority: 3
-    group:
-        gap_group
     log:
         "logs/{video}/blend_gap/{gap}.log",
     benchmark:
         results("{video}", "benchmarks", "blend_gap", "{gap}.tsv")
+    priority: 3
+    group:
+        gap_group
+    conda:
+        "../../envs/restyle.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=60),
         disk_mb=lambda wc: output_mb(wc.video, gap_frames(wc.gap), bytes_per_pixel=4),
         runtime=lambda wc: runtime_min(wc.video, gap_frames(wc.gap), seconds_per_megapixel=1),
-    conda:
-        "../../envs/restyle.yaml"
+    params:
+        grad_weight=config["blend"]["grad_weight"],
     script:
         "../../scripts/blend_gap.py"

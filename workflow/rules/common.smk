@@ -20,7 +20,9 @@ one_line_per_job(workflow)
 
 # Rule scripts import the restyle library from this checkout, in whatever environment
 # (a conda env from envs/, a cluster node) they run.
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p)
+)
 
 # Where each config value came from, in Snakemake's merge order (the Snakefile's
 # config.yaml, then --configfile files, then --config), so a message names the right file.
@@ -57,7 +59,9 @@ for name, info in VIDEO_INFO.items():
         if planned["interval"] == config["keyframes"]["interval"]:
             keys = planned["keyframes"] + config["keyframes"]["extra"].get(name, [])
             preflight.fail_on_errors(
-                preflight.check_painted_are_keyframes(info["painted"], keys, name, config_origin("keyframes.extra"))
+                preflight.check_painted_are_keyframes(
+                    info["painted"], keys, name, config_origin("keyframes.extra")
+                )
             )
 
 
@@ -69,11 +73,15 @@ def remove_leftover_intermediates():
         return
     for name in config["videos"]:
         for stage in ("flow", "guides", "passes"):
-            io.remove_directories_made_redundant(Path("results", name, stage), Path("results", name, "blended"))
+            io.remove_directories_made_redundant(
+                Path("results", name, stage), Path("results", name, "blended")
+            )
 
 
 if workflow.is_main_process:
-    for warning in preflight.stray_painted_folders(config["keyframes"]["painted_dir"], list(config["videos"])):
+    for warning in preflight.stray_painted_folders(
+        config["keyframes"]["painted_dir"], list(config["videos"])
+    ):
         preflight.warn(warning)
     # A run killed while Snakemake deleted a temp() folder leaves it half there (and newer
     # than what was made from it): such a folder must go before the DAG is built on it.
@@ -186,8 +194,10 @@ def attention_references(wildcards):
         return []
     frame = int(wildcards.frame)
     scene_keys = keyframes.scene_keyframes(keyframe_plan(wildcards), frame)
-    return [results(wildcards.video, "diffusion", f"{k:05d}.safetensors")
-            for k in keyframes.reference_keyframes(scene_keys, frame)]
+    return [
+        results(wildcards.video, "diffusion", f"{k:05d}.safetensors")
+        for k in keyframes.reference_keyframes(scene_keys, frame)
+    ]
 
 
 def diffusion_inputs(wildcards):
@@ -203,8 +213,7 @@ def diffusion_inputs(wildcards):
 
 def gap_keyframes(wildcards):
     start, end = keyframes.parse_gap_name(wildcards.gap)
-    return {"left": styled_keyframe(wildcards.video, start),
-            "right": styled_keyframe(wildcards.video, end)}
+    return {"left": styled_keyframe(wildcards.video, start), "right": styled_keyframe(wildcards.video, end)}
 
 
 def assembled_inputs(wildcards):

@@ -7,19 +7,19 @@ rule encode_video:
         source=lambda wc: config["videos"][wc.video],
     output:
         results("{video}", "restyled.mp4"),
-    params:
-        crf=config["output"]["crf"],
     log:
         "logs/{video}/encode_video.log",
     benchmark:
         results("{video}", "benchmarks", "encode_video.tsv")
+    conda:
+        "../../envs/restyle.yaml"
     threads: 2
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=40),
         disk_mb=lambda wc: output_mb(wc.video, video_frames(wc.video), bytes_per_pixel=0.5),
         runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.1),
-    conda:
-        "../../envs/restyle.yaml"
+    params:
+        crf=config["output"]["crf"],
     script:
         "../../scripts/encode_video.py"
 
@@ -34,18 +34,18 @@ rule encode_compare:
         source=lambda wc: config["videos"][wc.video],
     output:
         results("{video}", "compare.mp4"),
-    params:
-        crf=config["output"]["crf"],
     log:
         "logs/{video}/encode_compare.log",
     benchmark:
         results("{video}", "benchmarks", "encode_compare.tsv")
+    conda:
+        "../../envs/restyle.yaml"
     threads: 2
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=40),
         disk_mb=lambda wc: output_mb(wc.video, video_frames(wc.video), bytes_per_pixel=0.5),
         runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.1),
-    conda:
-        "../../envs/restyle.yaml"
+    params:
+        crf=config["output"]["crf"],
     script:
         "../../scripts/encode_video.py"

@@ -5,19 +5,19 @@ rule extract_frames:
     output:
         frames=directory(results("{video}", "frames")),
         meta=results("{video}", "meta.json"),
-    params:
-        width=config["width"],
-        decode_errors=config.get("decode_errors", "fail"),
     log:
         "logs/{video}/extract_frames.log",
     benchmark:
         results("{video}", "benchmarks", "extract_frames.tsv")
+    conda:
+        "../../envs/restyle.yaml"
     threads: 2
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=20),
         disk_mb=lambda wc: output_mb(wc.video, video_frames(wc.video), bytes_per_pixel=4),
         runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.1),
-    conda:
-        "../../envs/restyle.yaml"
+    params:
+        width=config["width"],
+        decode_errors=config.get("decode_errors", "fail"),
     script:
         "../../scripts/extract_frames.py"

@@ -14,24 +14,24 @@ rule compute_flow:
     output:
         flow=keep(directory(results("{video}", "flow", "{gap}"))),
         guides=keep(directory(results("{video}", "guides", "{gap}"))),
-    params:
-        preset=config["flow"]["preset"],
+    log:
+        "logs/{video}/compute_flow/{gap}.log",
+    benchmark:
+        results("{video}", "benchmarks", "compute_flow", "{gap}.tsv")
     # Later stages of a gap first (priority rises along flow -> synthesis -> blend; keyframes
     # come before all): each gap finishes and frees its temp() files before the next gets far,
     # so disk holds a few gaps' intermediates, not the whole clip's.
     priority: 1
     group:
         gap_group
-    log:
-        "logs/{video}/compute_flow/{gap}.log",
-    benchmark:
-        results("{video}", "benchmarks", "compute_flow", "{gap}.tsv")
+    conda:
+        "../../envs/restyle.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=40),
         disk_mb=lambda wc: output_mb(wc.video, gap_frames(wc.gap), bytes_per_pixel=33),
         runtime=lambda wc: runtime_min(wc.video, gap_frames(wc.gap), seconds_per_megapixel=2),
-    conda:
-        "../../envs/restyle.yaml"
+    params:
+        preset=config["flow"]["preset"],
     script:
         "../../scripts/compute_flow.py"

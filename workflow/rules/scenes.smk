@@ -5,19 +5,19 @@ rule detect_scenes:
         meta=results("{video}", "meta.json"),
     output:
         results("{video}", "scenes.json"),
-    params:
-        **config["scenes"],
     log:
         "logs/{video}/detect_scenes.log",
     benchmark:
         results("{video}", "benchmarks", "detect_scenes.tsv")
+    conda:
+        "../../envs/restyle.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=20),
         disk_mb=10,
         runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.1),
-    conda:
-        "../../envs/restyle.yaml"
+    params:
+        **config["scenes"],
     script:
         "../../scripts/detect_scenes.py"
 
@@ -28,20 +28,20 @@ checkpoint plan_keyframes:
         scenes=results("{video}", "scenes.json"),
     output:
         results("{video}", "keyframes.json"),
-    params:
-        interval=config["keyframes"]["interval"],
-        extra=lambda wc: config["keyframes"]["extra"].get(wc.video, []),
-        painted_dir=lambda wc: painted_dir(wc.video),
     log:
         "logs/{video}/plan_keyframes.log",
     benchmark:
         results("{video}", "benchmarks", "plan_keyframes.tsv")
+    conda:
+        "../../envs/restyle.yaml"
     threads: 1
     resources:
         mem_mb=200,
         disk_mb=10,
         runtime=10,
-    conda:
-        "../../envs/restyle.yaml"
+    params:
+        interval=config["keyframes"]["interval"],
+        extra=lambda wc: config["keyframes"]["extra"].get(wc.video, []),
+        painted_dir=lambda wc: painted_dir(wc.video),
     script:
         "../../scripts/plan_keyframes.py"

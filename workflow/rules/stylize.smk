@@ -8,24 +8,24 @@ rule record_keyframe:
     output:
         image=results("{video}", "diffusion", "{frame}.png"),
         record=results("{video}", "diffusion", "{frame}.safetensors"),
-    params:
-        stylizer=lambda wc: stylizer_options(),
-    # A scene's records form one chain (each attends to earlier ones): one submission per
-    # scene, one GPU, keyframes in order.
-    group:
-        "diffusion"
     log:
         "logs/{video}/record_keyframe/{frame}.log",
     benchmark:
         results("{video}", "benchmarks", "record_keyframe", "{frame}.tsv")
+    # A scene's records form one chain (each attends to earlier ones): one submission per
+    # scene, one GPU, keyframes in order.
+    group:
+        "diffusion"
+    conda:
+        "../../envs/restyle-diffusion.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=8000,
         disk_mb=100,
         runtime=60,
-    conda:
-        "../../envs/restyle-diffusion.yaml"
+    params:
+        stylizer=lambda wc: stylizer_options(),
     script:
         "../../scripts/record_keyframe.py"
 
@@ -39,28 +39,28 @@ rule stylize_keyframe:
         diffusion=diffusion_inputs,
     output:
         results("{video}", "styled_keyframes", "{frame}.png"),
-    params:
-        stylizer=lambda wc: stylizer_options(),
-        backend=config["stylizer"]["backend"],
-        scene_batch=SCENE_BATCHES,
-        override=keyframe_override,
+    log:
+        "logs/{video}/stylize_keyframe/{frame}.log",
+    benchmark:
+        results("{video}", "benchmarks", "stylize_keyframe", "{frame}.tsv")
     # Before flows (priority 1): a gap's synthesis can start as soon as its flows are done,
     # instead of every flow of the clip being computed (and stored) first.
     priority: 4
     group:
         keyframe_group
-    log:
-        "logs/{video}/stylize_keyframe/{frame}.log",
-    benchmark:
-        results("{video}", "benchmarks", "stylize_keyframe", "{frame}.tsv")
+    conda:
+        "../../envs/restyle-diffusion.yaml" if DIFFUSION else "../../envs/restyle.yaml"
     threads: 2 if DIFFUSION else 1
     resources:
         gpu=lambda wc: int(DIFFUSION and not SCENE_BATCHES and keyframe_override(wc) is not None),
         mem_mb=lambda wc: 8000 if DIFFUSION else frame_mem_mb(wc.video, per_frame=30),
         disk_mb=lambda wc: output_mb(wc.video, 1, bytes_per_pixel=4),
         runtime=60 if DIFFUSION else 10,
-    conda:
-        "../../envs/restyle-diffusion.yaml" if DIFFUSION else "../../envs/restyle.yaml"
+    params:
+        stylizer=lambda wc: stylizer_options(),
+        backend=config["stylizer"]["backend"],
+        scene_batch=SCENE_BATCHES,
+        override=keyframe_override,
     script:
         "../../scripts/stylize_keyframe.py"
 
@@ -73,22 +73,22 @@ rule stylize_scene:
         plan=results("{video}", "keyframes.json"),
     output:
         directory(results("{video}", "diffusion_scenes", "{scene}")),
-    params:
-        stylizer=lambda wc: stylizer_options(),
-        overrides=video_overrides,
-        deflicker={k: config["stylizer"][k] for k in DEFLICKER_KEYS if k in config["stylizer"]},
-        flow_preset=config["flow"]["preset"],
     log:
         "logs/{video}/stylize_scene/{scene}.log",
     benchmark:
         results("{video}", "benchmarks", "stylize_scene", "{scene}.tsv")
+    conda:
+        "../../envs/restyle-diffusion.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=16000,
         disk_mb=100,
         runtime=lambda wc: 60 + 10 * len(keyframes.scene_keyframes(keyframe_plan(wc), int(wc.scene))),
-    conda:
-        "../../envs/restyle-diffusion.yaml"
+    params:
+        stylizer=lambda wc: stylizer_options(),
+        overrides=video_overrides,
+        deflicker={k: config["stylizer"][k] for k in DEFLICKER_KEYS if k in config["stylizer"]},
+        flow_preset=config["flow"]["preset"],
     script:
         "../../scripts/stylize_scene.py"

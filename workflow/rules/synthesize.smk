@@ -9,15 +9,15 @@ rule synthesize_gap:
         flow=results("{video}", "flow", "{gap}"),
     output:
         keep(directory(results("{video}", "passes", "{gap}"))),
-    params:
-        **config["propagation"],
-    priority: 2
-    group:
-        gap_group
     log:
         "logs/{video}/synthesize_gap/{gap}.log",
     benchmark:
         results("{video}", "benchmarks", "synthesize_gap", "{gap}.tsv")
+    priority: 2
+    group:
+        gap_group
+    conda:
+        "../../envs/restyle.yaml"
     # One thread per job: gaps run side by side instead, and a
     # 2-thread job never waits for two free cores while 1-thread flows of other gaps take
     # them, which would compute (and store) every flow of the clip before any synthesis.
@@ -26,7 +26,7 @@ rule synthesize_gap:
         mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=300),
         disk_mb=lambda wc: output_mb(wc.video, gap_frames(wc.gap), bytes_per_pixel=9),
         runtime=lambda wc: runtime_min(wc.video, gap_frames(wc.gap), seconds_per_megapixel=5),
-    conda:
-        "../../envs/restyle.yaml"
+    params:
+        **config["propagation"],
     script:
         "../../scripts/synthesize_gap.py"
