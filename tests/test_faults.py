@@ -88,8 +88,11 @@ def run_until_frozen(workdir: Path, spec: str, sig: int) -> None:
                              RESTYLE_TEST_FREEZE_FLAG=str(flag)))
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
                "--configfile", str(workdir / "config.yaml"), "--cores", "2"]
+    # A terminal's foreground job takes Ctrl-C; a test runner started in the background (CI,
+    # `cmd &` in a script) may hand down SIGINT ignored, which exec keeps: restore it.
     popen = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                             start_new_session=True)
+                             start_new_session=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     process = psutil.Process(popen.pid)
     deadline = time.monotonic() + 300
     while not flag.exists():
