@@ -135,6 +135,29 @@ def diffusion_stylizer(model: str | None = None, controlnet: str | None = None,
 BACKENDS: dict[str, Callable[..., Stylizer]] = {"builtin": BuiltinStylizer, "diffusion": diffusion_stylizer}
 
 
+# Where a keyframe's look comes from (see :func:`keyframe_source`).
+PAINTED, STYLIZER, SCENE_BATCH, BASE_RECORD, OVERRIDE = "painted", "stylizer", "scene_batch", "base_record", "override"
+
+
+def keyframe_source(backend: str, painted: bool, scene_batch: bool, override: dict | None) -> str:
+    """How one keyframe is styled: the one place that decides it.
+
+    ``"painted"``: the user's painted file, whatever the backend.  Else with the builtin
+    backend ``"stylizer"``: the look applied to the frame.  With diffusion: ``"scene_batch"``
+    when a scene's keyframes are denoised together (latent deflickering), else
+    ``"base_record"`` (the image the keyframe's record job made with the base settings) or,
+    with a per-keyframe ``override``, ``"override"``: a run of its own (on a GPU) that attends
+    to the scene's records.
+    """
+    if painted:
+        return PAINTED
+    if backend != "diffusion":
+        return STYLIZER
+    if scene_batch:
+        return SCENE_BATCH
+    return BASE_RECORD if override is None else OVERRIDE
+
+
 def make_stylizer(backend: str, **options) -> Stylizer:
     """The stylizer ``backend`` configured with ``options`` (e.g. ``look="oil"``)."""
     try:

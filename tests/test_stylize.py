@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from restyle.stylize import LOOKS, BuiltinStylizer, kuwahara, make_stylizer
+from restyle.stylize import LOOKS, BuiltinStylizer, keyframe_source, kuwahara, make_stylizer
 
 
 def photo_like(seed=0, shape=(48, 64)):
@@ -36,3 +36,15 @@ def test_unknown_names_are_clear_errors():
         BuiltinStylizer("vangogh")
     with pytest.raises(ValueError, match="uint8"):
         BuiltinStylizer("oil")(np.zeros((4, 4), np.float32), 0)
+
+
+@pytest.mark.parametrize("backend, painted, scene_batch, override, expected", [
+    ("builtin", False, False, None, "stylizer"),
+    ("builtin", True, False, None, "painted"),
+    ("diffusion", True, True, {"seed": 1}, "painted"),  # a painting wins over everything
+    ("diffusion", False, True, {"seed": 1}, "scene_batch"),  # overrides join their scene's batch
+    ("diffusion", False, False, None, "base_record"),
+    ("diffusion", False, False, {"seed": 1}, "override"),
+])
+def test_one_decision_says_how_each_keyframe_is_styled(backend, painted, scene_batch, override, expected):
+    assert keyframe_source(backend, painted, scene_batch, override) == expected

@@ -12,7 +12,7 @@ from snakemake.utils import validate
 
 # The restyle library of this checkout, also when it is not pip-installed.
 sys.path.insert(0, workflow.basedir)
-from restyle import io, keyframes, preflight
+from restyle import io, keyframes, preflight, stylize
 from restyle.snakemake_output import one_line_per_job
 
 # The terminal shows one line per finished job (.snakemake/log/ keeps the job blocks).
@@ -200,15 +200,28 @@ def attention_references(wildcards):
     ]
 
 
+def keyframe_styling(wildcards):
+    """How this keyframe is styled (restyle.stylize.keyframe_source): painted, stylizer,
+    scene_batch, base_record or override."""
+    return stylize.keyframe_source(
+        config["stylizer"]["backend"],
+        int(wildcards.frame) in painted_keyframes(wildcards.video),
+        SCENE_BATCHES,
+        keyframe_override(wildcards),
+    )
+
+
 def diffusion_inputs(wildcards):
-    """What stylize_keyframe needs of the diffusion stage (nothing for other backends)."""
-    if not DIFFUSION:
-        return []
-    if SCENE_BATCHES:
+    """What stylize_keyframe needs of the diffusion stage (nothing when painted, or for the
+    builtin backend)."""
+    source = keyframe_styling(wildcards)
+    if source == stylize.SCENE_BATCH:
         return [results(wildcards.video, "diffusion_scenes", f"{scene_start(wildcards):05d}")]
-    if keyframe_override(wildcards) is None:
+    if source == stylize.BASE_RECORD:
         return [results(wildcards.video, "diffusion", f"{wildcards.frame}.png")]
-    return attention_references(wildcards)
+    if source == stylize.OVERRIDE:
+        return attention_references(wildcards)
+    return []
 
 
 def gap_keyframes(wildcards):
@@ -247,7 +260,7 @@ def gap_group(wildcards):
 
 
 def keyframe_group(wildcards):
-    if DIFFUSION and not SCENE_BATCHES and keyframe_override(wildcards) is not None:
+    if keyframe_styling(wildcards) == stylize.OVERRIDE:
         return None  # a GPU job: batched, several would add up their GPUs in one request
     batches = keyframe_plan(wildcards)["keyframe_batches"].get(int(wildcards.frame), set())
     return f"gaps-{wildcards.video}-{next(iter(batches))}" if len(batches) == 1 else None

@@ -52,7 +52,7 @@ rule stylize_keyframe:
         "../../envs/restyle-diffusion.yaml" if DIFFUSION else "../../envs/restyle.yaml"
     threads: 2 if DIFFUSION else 1
     resources:
-        gpu=lambda wc: int(DIFFUSION and not SCENE_BATCHES and keyframe_override(wc) is not None),
+        gpu=lambda wc: int(keyframe_styling(wc) == stylize.OVERRIDE),
         mem_mb=lambda wc: 8000 if DIFFUSION else frame_mem_mb(wc.video, per_frame=30),
         disk_mb=lambda wc: output_mb(wc.video, 1, bytes_per_pixel=4),
         runtime=60 if DIFFUSION else 10,
