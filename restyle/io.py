@@ -51,8 +51,9 @@ def frame_name(index: int, suffix: str = ".png") -> str:
     return f"{index:05d}{suffix}"
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as uint8 RGB (alpha dropped, gray expanded, 16-bit scaled)."""
+def read_image_with_alpha(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read an image file as uint8 RGB (gray expanded, 16-bit scaled) and its alpha channel
+    (uint8), or None when it has none."""
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageError(f"{path}: cannot read this image; save it as PNG, JPEG or TIFF")
@@ -61,21 +62,15 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if image.dtype != np.uint8:
         raise ImageError(f"{path}: unsupported pixel type {image.dtype}; save it as 8-bit PNG")
     if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB), None
     if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB), image[..., 3]
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), None
 
 
-def read_image_alpha(path: str | os.PathLike) -> np.ndarray | None:
-    """The alpha channel of an image file (uint8, 16-bit scaled), or None when it has none."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ImageError(f"{path}: cannot read this image; save it as PNG, JPEG or TIFF")
-    if image.ndim != 3 or image.shape[2] != 4:
-        return None
-    alpha = image[..., 3]
-    return (alpha // 257).astype(np.uint8) if alpha.dtype == np.uint16 else alpha
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as uint8 RGB (alpha dropped, gray expanded, 16-bit scaled)."""
+    return read_image_with_alpha(path)[0]
 
 
 def _current_umask() -> int:
@@ -95,7 +90,9 @@ def remove_stale_staging(parent: Path, pattern: str) -> None:
             stale.unlink(missing_ok=True)
 
 
-def _free_mb(path: Path) -> float:
+def free_mb(path: str | os.PathLike) -> float:
+    """Free space, in MB, of the file system ``path`` is (or would be) on."""
+    path = Path(path).absolute()
     for folder in (path, *path.parents):
         if folder.exists():
             return shutil.disk_usage(folder).free / 1e6
@@ -105,7 +102,7 @@ def _free_mb(path: Path) -> float:
 def _is_disk_full(error: OSError, path: Path) -> bool:
     # numpy and OpenCV report a short write without an errno ("N requested and M written"),
     # so an OSError on a file system with almost no space left counts too.
-    return error.errno in (errno.ENOSPC, errno.EDQUOT) or _free_mb(path) < 16
+    return error.errno in (errno.ENOSPC, errno.EDQUOT) or free_mb(path) < 16
 
 
 def disk_full_message(path: str | os.PathLike) -> str:
@@ -113,7 +110,7 @@ def disk_full_message(path: str | os.PathLike) -> str:
     path = Path(path)
     needed = os.environ.get(DISK_NEEDED_ENV)
     need = f"; the run needed about {float(needed):,.0f} MB more when it started" if needed else ""
-    return (f"{path}: disk full ({_free_mb(path.parent):,.0f} MB free{need}); free some space or "
+    return (f"{path}: disk full ({free_mb(path.parent):,.0f} MB free{need}); free some space or "
             "put results/ on a larger disk (a symlink works), then run the same command again: "
             "finished work is kept")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from restyle.io import ImageError, read_image, read_image_alpha
+from restyle.io import ImageError, free_mb, read_image_with_alpha
 from restyle.stylize import BACKENDS, LOOKS
 from restyle.video import VideoError, output_size, probe_video
 
@@ -265,7 +264,7 @@ def check_video(name: str, path: str, config: dict, origin: Origin = _config_yam
         return errors
     for frame, painted_path in painted.items():
         try:
-            alpha = read_image_alpha(painted_path)
+            image, alpha = read_image_with_alpha(painted_path)
         except ImageError as error:
             errors.append(str(error))
             continue
@@ -277,11 +276,6 @@ def check_video(name: str, path: str, config: dict, origin: Origin = _config_yam
         if frame >= probe["n_frames"]:
             errors.append(f"{painted_path}: frame {frame} is past the last frame "
                           f"({probe['n_frames'] - 1}) of {path}; rename or remove it")
-            continue
-        try:
-            image = read_image(painted_path)
-        except ImageError as error:
-            errors.append(str(error))
             continue
         if image.shape[1] != width or image.shape[0] != height:
             errors.append(f"{painted_path}: painted keyframe is {image.shape[1]}x{image.shape[0]} but the "
@@ -355,8 +349,7 @@ def check_disk_space(results: str | Path, needed_mb: float, origin: str = "confi
     results = Path(results)
     existing = _size_mb(results) if results.is_dir() else 0.0
     remaining = max(0.0, needed_mb - existing)
-    probe_at = next((p for p in (results, *results.absolute().parents) if p.exists()), Path("."))
-    free = shutil.disk_usage(probe_at).free / 1e6
+    free = free_mb(results)
     hint = ("free some space, or put results/ on a larger disk (a symlink works); "
             f"check_disk_space: false in {origin} skips this check")
     if remaining > 2 * free:
