@@ -25,7 +25,7 @@ import numpy as np
 class RestyleError(Exception):
     """A problem the user can fix; the message is one line naming the file and the fix.
 
-    A rule script that dies of one prints just that line (see :func:`log_to`), not a traceback.
+    A rule script that dies of one prints just that line (see :func:`job_log`), not a traceback.
     """
 
 
@@ -128,7 +128,11 @@ def disk_full_reported(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _staged_file(path: str | os.PathLike) -> Iterator[str]:
+def staged_file(path: str | os.PathLike) -> Iterator[str]:
+    """A temporary name beside ``path`` to write to; renamed onto ``path`` (with the
+    permissions a new file gets) only when the block ends without an error, removed
+    otherwise.  A full disk surfaces as :class:`DiskFullError`.  The one atomic file writer:
+    every file output goes through it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(path.parent, f".{path.stem}.*{path.suffix}")
@@ -148,7 +152,7 @@ def _staged_file(path: str | os.PathLike) -> Iterator[str]:
 def write_image(path: str | os.PathLike, image: np.ndarray, compression: int = 1) -> None:
     """Write an RGB (or gray) uint8 image atomically.  PNG compression 1: fast, lossless."""
     bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    with _staged_file(path) as tmp:
+    with staged_file(path) as tmp:
         params = [cv2.IMWRITE_PNG_COMPRESSION, compression] if str(path).endswith(".png") else []
         if not cv2.imwrite(tmp, bgr, params):
             raise OSError(f"{path}: could not write image")
@@ -156,7 +160,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, compression: int = 1
 
 def save_array(path: str | os.PathLike, array: np.ndarray) -> None:
     """``np.save`` atomically."""
-    with _staged_file(path) as tmp, open(tmp, "wb") as handle:
+    with staged_file(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, array)
 
 
@@ -165,7 +169,7 @@ def load_array(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_json(path: str | os.PathLike, data) -> None:
-    with _staged_file(path) as tmp, open(tmp, "w") as handle:
+    with staged_file(path) as tmp, open(tmp, "w") as handle:
         json.dump(data, handle, indent=2, sort_keys=True)
         handle.write("\n")
 
@@ -258,13 +262,32 @@ def remove_incomplete_directories(parent: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def log_to(path: str | os.PathLike) -> None:
-    """Send this process's logging to ``path`` (a rule's ``log:`` file), including the error
-    that ends it: a failed job's log is where Snakemake (and a cluster user) looks first.
+@contextlib.contextmanager
+def job_log(path: str | os.PathLike) -> Iterator[None]:
+    """Run a rule script's body with its logging going to ``path`` (the rule's ``log:``
+    file), including the error that ends it: a failed job's log is where Snakemake (and a
+    cluster user) looks first.
 
-    A :class:`RestyleError` (bad input, disk full) reaches the terminal as its one line; the
-    traceback goes to the log only.
+    A :class:`RestyleError` (bad input, disk full) leaves the block as its one line on
+    stderr and exit status 1; the traceback goes to the log only.  Other errors are logged
+    and propagate unchanged.
     """
+    import logging
+
+    logging.basicConfig(filename=str(path), level=logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        yield
+    except Exception as error:
+        logging.getLogger("restyle").error("%s: %s", type(error).__name__, error, exc_info=True)
+        if isinstance(error, RestyleError):
+            print(f"restyle: error: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
+        raise
+
+
+def log_to(path: str | os.PathLike) -> None:
+    """TEMPORARY during the refactor: scripts move to :func:`job_log`."""
     import logging
 
     logging.basicConfig(filename=str(path), level=logging.INFO, force=True,

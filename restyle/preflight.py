@@ -7,7 +7,9 @@ single frame is decoded in earnest.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import json
 import re
 import sys
 from collections.abc import Callable
@@ -17,7 +19,6 @@ import jsonschema
 import yaml
 
 from restyle.io import ImageError, free_mb, read_image_with_alpha
-from restyle.stylize import BACKENDS, LOOKS
 from restyle.video import VideoError, output_size, probe_video
 
 PAINTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -144,32 +145,55 @@ def _config_yaml(_key: str) -> str:
     return "config.yaml"
 
 
+def fill_defaults(config: dict, schema: dict) -> dict:
+    """Put the schema's ``default`` of every property that ``config`` leaves out into it (in
+    place, also in sections that were themselves filled in) and return it.
+
+    The schema is the one place defaults live: rules, scripts and checks read the filled
+    config and never supply a fallback of their own.
+    """
+    for key, sub in schema.get("properties", {}).items():
+        if key not in config and "default" in sub:
+            config[key] = copy.deepcopy(sub["default"])
+        if isinstance(config.get(key), dict) and "properties" in sub:
+            fill_defaults(config[key], sub)
+    return config
+
+
+def schema_defaults(basedir: str | Path) -> dict:
+    """Every default of the workflow's config schema, as a config (no videos)."""
+    return fill_defaults({}, load_schema(basedir))
+
+
+def _schema_message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "enum":
+        # The schema's title names what the value is (a stylizer, a look, ...).
+        what = error.schema.get("title", "value")
+        return f"unknown {what} {error.instance!r}; use one of {', '.join(map(str, error.validator_value))}"
+    return error.message
+
+
 def check_config(config: dict, basedir: str | Path, origin: Origin = _config_yaml) -> PreflightErrors:
-    """Schema and semantic checks of the workflow config.
+    """Validate the workflow config against its schema once, fill in the schema's defaults,
+    then check what a schema cannot say (the model files, names of videos).
 
     ``origin(key)`` names the file (or ``--config``) a dotted key's value came from, so each
-    message points where the fix goes.
+    message points where the fix goes.  ``config`` is filled in place only when it is valid.
     """
     errors = PreflightErrors()
-    validator = jsonschema.Draft202012Validator(load_schema(basedir))
+    schema = load_schema(basedir)
+    validator = jsonschema.Draft202012Validator(schema)
     for error in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path)):
         where = origin(_config_path(error))
-        errors.append(f"{where}: {_config_path(error)}: {error.message} ({fix_hint(where)})")
+        errors.append(f"{where}: {_config_path(error)}: {_schema_message(error)} ({fix_hint(where)})")
     if errors:
         return errors
-    stylizer = config.get("stylizer", {})
-    backend = stylizer.get("backend", "builtin")
-    if backend not in BACKENDS:
-        errors.append(f"{origin('stylizer.backend')}: stylizer.backend: unknown stylizer {backend!r}; "
-                      f"use one of {sorted(BACKENDS)}")
-    elif backend == "builtin" and stylizer.get("look", "watercolor") not in LOOKS:
-        errors.append(f"{origin('stylizer.look')}: stylizer.look: unknown built-in look {stylizer.get('look')!r}; "
-                      f"use one of {sorted(LOOKS)}")
-    elif backend == "diffusion":
+    fill_defaults(config, schema)
+    stylizer = config["stylizer"]
+    if stylizer["backend"] == "diffusion":
         errors.extend(check_diffusion_config(stylizer, origin("stylizer.model")))
-    videos = set(config.get("videos", {}))
-    sections = (("keyframes.extra", config.get("keyframes", {}).get("extra", {})),
-                ("stylizer.overrides", stylizer.get("overrides", {})))
+    videos = set(config["videos"])
+    sections = (("keyframes.extra", config["keyframes"]["extra"]), ("stylizer.overrides", stylizer["overrides"]))
     for key, per_video in sections:
         for name in sorted(set(per_video) - videos):
             errors.append(f"{origin(f'{key}.{name}')}: {key}.{name}: there is no video {name!r} "
@@ -193,7 +217,7 @@ def check_diffusion_config(stylizer: dict, config_name: str = "config.yaml") -> 
     from restyle.diffusion.loading import DiffusionModelError, check_model_files
 
     try:
-        check_model_files(model, controlnet_path=stylizer.get("controlnet"), config=stylizer.get("config"))
+        check_model_files(model, controlnet_path=stylizer["controlnet"], config=stylizer["config"])
     except DiffusionModelError as error:
         return [f"{error} (stylizer.model in {config_name})"]
     return []
@@ -237,17 +261,17 @@ def check_video(name: str, path: str, config: dict, origin: Origin = _config_yam
     """
     errors = PreflightErrors()
     try:
-        probe = probe_video(path, decode_errors=config.get("decode_errors", "fail"))
+        probe = probe_video(path, decode_errors=config["decode_errors"])
     except VideoError as error:
         errors.append(f"{error} (videos.{name} in {origin(f'videos.{name}')})")
         return errors
     last = probe["n_frames"] - 1
-    for frame in config.get("keyframes", {}).get("extra", {}).get(name, []):
+    for frame in config["keyframes"]["extra"].get(name, []):
         if frame > last:
             key = f"keyframes.extra.{name}"
             errors.append(f"{origin(key)}: {key}: frame {frame} is past the last frame ({last}) of {path}; "
                           f"use frames 0-{last}")
-    overrides = config.get("stylizer", {}).get("overrides", {}).get(name, {})
+    overrides = config["stylizer"]["overrides"].get(name, {})
     for frame in sorted(int(k) for k in overrides):
         if frame > last:
             key = f"stylizer.overrides.{name}"
@@ -255,8 +279,8 @@ def check_video(name: str, path: str, config: dict, origin: Origin = _config_yam
                           f"use frames 0-{last}")
     if errors:
         return errors
-    width, height = output_size(probe["width"], probe["height"], config.get("width"))
-    folder = str(config.get("keyframes", {}).get("painted_dir", "painted/{video}")).format(video=name)
+    width, height = output_size(probe["width"], probe["height"], config["width"])
+    folder = config["keyframes"]["painted_dir"].format(video=name)
     try:
         painted = painted_files(folder)
     except ValueError as error:
@@ -283,6 +307,25 @@ def check_video(name: str, path: str, config: dict, origin: Origin = _config_yam
     errors.value = {"probe": probe, "size": (width, height),
                     "painted": {frame: str(p) for frame, p in painted.items()}}
     return errors
+
+
+# Environment variable through which the workflow hands the checked video facts
+# (:func:`check_video`'s values) to the jobs it starts, which parse the workflow again.
+VIDEO_INFO_ENV = "RESTYLE_VIDEO_INFO"
+
+
+def encode_video_info(infos: dict[str, dict]) -> str:
+    """``{video: check_video value}`` as one JSON line (for :data:`VIDEO_INFO_ENV`)."""
+    return json.dumps(infos, sort_keys=True, separators=(",", ":"))
+
+
+def decode_video_info(text: str) -> dict[str, dict]:
+    """The inverse of :func:`encode_video_info` (frame numbers back to ints, size a tuple)."""
+    infos = json.loads(text)
+    for info in infos.values():
+        info["size"] = tuple(info["size"])
+        info["painted"] = {int(frame): path for frame, path in info["painted"].items()}
+    return infos
 
 
 def stray_painted_folders(painted_dir: str, videos: list[str]) -> list[str]:
@@ -315,15 +358,15 @@ KEPT_BYTES_PER_PIXEL = 6
 INTERMEDIATE_BYTES_PER_PIXEL = 46
 
 
-def disk_needed_mb(video_infos: dict[str, dict], config: dict, cores: int) -> float:
+def disk_needed_mb(video_infos: dict[str, dict], interval: int, keep_intermediate: bool, cores: int) -> float:
     """Disk the run needs at its peak, in MB: every video's kept files plus, with temp()
-    intermediates, about one gap per core in flight (all intermediates with keep_intermediate)."""
-    interval = config.get("keyframes", {}).get("interval", 10)
+    intermediates, about one gap (``interval`` + 1 frames) per core in flight (all
+    intermediates with ``keep_intermediate``)."""
     total = 0.0
     for info in video_infos.values():
         width, height = info["size"]
         frames = info["probe"]["n_frames"]
-        in_flight = frames if config.get("keep_intermediate") else min(frames, (interval + 1) * max(cores, 1))
+        in_flight = frames if keep_intermediate else min(frames, (interval + 1) * max(cores, 1))
         total += width * height * (frames * KEPT_BYTES_PER_PIXEL + in_flight * INTERMEDIATE_BYTES_PER_PIXEL)
     return total / 1e6
 

@@ -61,6 +61,8 @@ def propagate_frame(styled_keyframe: np.ndarray, keyframe: np.ndarray, frame: np
 
 
 GUIDE_NAMES = ("color", "edge", "positional", "temporal")
+# How a synthesized frame is read out of its matches (see :func:`propagate_by_patches`).
+PATCH_OUTPUTS = ("subpixel", "nearest", "vote")
 DEFAULT_GUIDE_WEIGHTS = {"color": 6.0, "edge": 0.5, "positional": 2.0, "temporal": 0.5}
 
 
@@ -106,8 +108,8 @@ def propagate_by_patches(styled_keyframe: np.ndarray, keyframe: np.ndarray, keyf
     """
     from restyle.synthesis import synthesize
 
-    if output not in ("subpixel", "nearest", "vote"):
-        raise ValueError(f"output must be 'subpixel', 'nearest' or 'vote', got {output!r}")
+    if output not in PATCH_OUTPUTS:
+        raise ValueError(f"output must be one of {PATCH_OUTPUTS}, got {output!r}")
     weights = dict(DEFAULT_GUIDE_WEIGHTS, **(guide_weights or {}))
     unknown = set(weights) - set(GUIDE_NAMES)
     if unknown:

@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -40,15 +39,18 @@ import av
 import cv2
 import numpy as np
 
-from restyle.io import RestyleError, disk_full_reported, remove_stale_staging
+from restyle.io import RestyleError, staged_file
 
 # Rates a measured average is snapped to, so a phone clip averaging 29.94 fps becomes 30000/1001
 # rather than an unreadable fraction.
 STANDARD_RATES = tuple(Fraction(r) for r in (
     "24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60", "120"))
 
-# How far (relative) a measured rate may be from a standard one and still be snapped to it.
-RATE_SNAP_TOLERANCE = 0.01
+# How far (relative) a rate may be from a standard one and still be snapped to it: a rate
+# measured from timestamps carries their rounding (1 %); a float given for a rate only its
+# own (0.1 %: 29.97 is NTSC, 29.7 is not).
+MEASURED_RATE_TOLERANCE = 0.01
+FLOAT_RATE_TOLERANCE = 0.001
 
 # Audio codecs the mp4 muxer stores as they are: these are copied packet for packet (lossless,
 # and byte-identical on every run); anything else is re-encoded to AAC.
@@ -98,10 +100,10 @@ def _video_stream(path: Path, container: av.container.InputContainer) -> av.vide
     return container.streams.video[0]
 
 
-def _snap_rate(rate: Fraction) -> Fraction:
-    """Snap a measured rate to the nearest standard one when close, else a tidy fraction."""
+def _snap_rate(rate: Fraction, tolerance: float = MEASURED_RATE_TOLERANCE) -> Fraction:
+    """Snap a rate to the nearest standard one when within ``tolerance``, else a tidy fraction."""
     nearest = min(STANDARD_RATES, key=lambda r: abs(r - rate))
-    if abs(nearest - rate) <= RATE_SNAP_TOLERANCE * nearest:
+    if abs(nearest - rate) <= tolerance * nearest:
         return nearest
     return rate.limit_denominator(1001)
 
@@ -116,9 +118,7 @@ def as_fraction(fps: Fraction | int | float | str) -> Fraction:
     if isinstance(fps, (Fraction, int, str)):
         rate = Fraction(fps)
     elif isinstance(fps, float):
-        rate = Fraction(fps)
-        nearest = min(STANDARD_RATES, key=lambda r: abs(r - rate))
-        rate = nearest if abs(nearest - rate) <= 1e-3 * nearest else rate.limit_denominator(1001)
+        rate = _snap_rate(Fraction(fps), FLOAT_RATE_TOLERANCE)
     else:
         # numpy scalars and other number types
         return as_fraction(float(fps))
@@ -628,13 +628,19 @@ def read_frames(path: str | os.PathLike, width: int | None = None,
         At call time for the cases of :func:`probe_video`; while iterating when decoding fails
         part way, or (``"fail"``) after the last good frame when frames are damaged.
     """
+    return read_video(path, width, decode_errors)[1]
+
+
+def read_video(path: str | os.PathLike, width: int | None = None,
+               decode_errors: str = "fail") -> tuple[dict, Iterator[np.ndarray]]:
+    """:func:`probe_video`'s info and :func:`read_frames`' frames, from one probe of the file."""
     # Probe first, outside the generator, so a bad file fails here and not at the first next().
     repair = _check_mode(decode_errors)
     info, timeline, damaged = _probe(path, find_damage=not repair)
     if len(damaged):
         raise _damage_error(path, damaged, Fraction(info["fps_fraction"]))
     size = output_size(info["width"], info["height"], width)
-    return _decode_rgb(Path(path), info, size, timeline, repair)
+    return info, _decode_rgb(Path(path), info, size, timeline, repair)
 
 
 def _decode_rgb(path: Path, info: dict, size: tuple[int, int], timeline: _Timeline | None,
@@ -892,14 +898,10 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: Frac
             audio_input.close()
             audio_input = None
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(path.parent, f".{path.name}.*.part")
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
     try:
         # fflags=bitexact keeps the libavformat version string (and anything else that varies
         # between builds) out of the file.
-        with disk_full_reported(path), \
+        with staged_file(path) as tmp_name, \
                 av.open(tmp_name, "w", format="mp4", container_options={"fflags": "+bitexact"}) as output:
             stream = output.add_stream("libx264", rate=fps, options=_x264_options(width, crf, preset))
             stream.width, stream.height = width, height
@@ -930,12 +932,6 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: Frac
             output.mux(stream.encode(None))
             if audio is not None:
                 audio.finish(Fraction(n) / fps)
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; a video should be readable like any file
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
     finally:
         if audio_input is not None:
             audio_input.close()

@@ -7,7 +7,6 @@ from restyle.flow import compute_flow, occlusion_mask
 from restyle.guides import edge_guide, positional_guides
 from restyle.keyframes import parse_gap_name
 
-io.log_to(snakemake.log[0])
 cv2.setNumThreads(snakemake.threads)
 start, end = parse_gap_name(snakemake.wildcards.gap)
 frames = snakemake.input.frames
@@ -41,8 +40,9 @@ def write_guides(flow, out):
             io.save_array(gap_store.position_path(out, direction, t), position)
 
 
-# Both folders are staged: each appears complete or not at all; if the job dies between
-# the two, Snakemake's incomplete-job marker makes the rerun redo both.
-with io.staged_directory(snakemake.output.flow) as flow, io.staged_directory(snakemake.output.guides) as guides:
-    write_flows(flow)
-    write_guides(flow, guides)
+with io.job_log(snakemake.log[0]):
+    # Both folders are staged: each appears complete or not at all; if the job dies between
+    # the two, Snakemake's incomplete-job marker makes the rerun redo both.
+    with io.staged_directory(snakemake.output.flow) as flow, io.staged_directory(snakemake.output.guides) as guides:
+        write_flows(flow)
+        write_guides(flow, guides)

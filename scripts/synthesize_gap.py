@@ -7,7 +7,6 @@ from restyle import gap_store, io
 from restyle.keyframes import parse_gap_name
 from restyle.propagate import ChainStep, propagate_by_patches, propagate_frame
 
-io.log_to(snakemake.log[0])
 params = snakemake.params
 start, end = parse_gap_name(snakemake.wildcards.gap)
 frames, flow, guides = snakemake.input.frames, snakemake.input.flow, snakemake.input.guides
@@ -37,7 +36,7 @@ def propagate(direction):
         yield t, styled, error
 
 
-with io.staged_directory(snakemake.output[0]) as out:
+with io.job_log(snakemake.log[0]), io.staged_directory(snakemake.output[0]) as out:
     for direction in gap_store.DIRECTIONS:
         began = time.perf_counter()
         (out / direction).mkdir()

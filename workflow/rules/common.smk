@@ -1,14 +1,12 @@
 # Input functions and path helpers shared by every stage.  Checks that can fail on bad
 # input run here, at parse time, so a wrong path or a mis-sized painted keyframe is
 # reported in one line before any heavy job starts.
-import json
 import math
 import os
 import sys
 from pathlib import Path
 
 from snakemake.common.configfile import load_configfile
-from snakemake.utils import validate
 
 # The restyle library of this checkout, also when it is not pip-installed.
 sys.path.insert(0, workflow.basedir)
@@ -40,29 +38,19 @@ def config_origin(key):
     return preflight.config_origin(key, CONFIG_SOURCES)
 
 
-# Our own pass first: one line per problem instead of a schema dump; validate() then
-# fills in the schema's defaults.
+# The one validation: one line per problem instead of a schema dump, then the schema's
+# defaults are filled in (no rule or script supplies a default of its own).
 preflight.coerce_command_line(config, CLI_CONFIG, preflight.load_schema(workflow.basedir))
 preflight.fail_on_errors(preflight.check_config(config, workflow.basedir, config_origin))
-validate(config, "../schemas/config.schema.yaml")
-VIDEO_INFO = {
-    name: preflight.fail_on_errors(preflight.check_video(name, path, config, config_origin))
-    for name, path in config["videos"].items()
-}
-for name, info in VIDEO_INFO.items():
-    # A plan from an earlier run tells, before any job starts, whether a newly painted file
-    # sits on a keyframe; on a first run plan_keyframes checks it.
-    plan_file = Path("results", name, "keyframes.json")
-    if info["painted"] and plan_file.exists():
-        with plan_file.open() as handle:
-            planned = json.load(handle)
-        if planned["interval"] == config["keyframes"]["interval"]:
-            keys = planned["keyframes"] + config["keyframes"]["extra"].get(name, [])
-            preflight.fail_on_errors(
-                preflight.check_painted_are_keyframes(
-                    info["painted"], keys, name, config_origin("keyframes.extra")
-                )
-            )
+if workflow.is_main_process or preflight.VIDEO_INFO_ENV not in os.environ:
+    VIDEO_INFO = {
+        name: preflight.fail_on_errors(preflight.check_video(name, path, config, config_origin))
+        for name, path in config["videos"].items()
+    }
+    # Jobs parse this file again (a cluster job, for one): they get the probes from here.
+    os.environ[preflight.VIDEO_INFO_ENV] = preflight.encode_video_info(VIDEO_INFO)
+else:
+    VIDEO_INFO = preflight.decode_video_info(os.environ[preflight.VIDEO_INFO_ENV])
 
 
 def remove_leftover_intermediates():
@@ -79,6 +67,21 @@ def remove_leftover_intermediates():
 
 
 if workflow.is_main_process:
+    for name, info in VIDEO_INFO.items():
+        # A plan from an earlier run tells, before any job starts, whether a newly painted
+        # file sits on a keyframe; on a first run plan_keyframes checks it.
+        plan_file = Path("results", name, "keyframes.json")
+        if info["painted"] and plan_file.exists():
+            planned = io.read_json(plan_file)
+            if planned["interval"] == config["keyframes"]["interval"]:
+                preflight.fail_on_errors(
+                    preflight.check_painted_are_keyframes(
+                        info["painted"],
+                        planned["keyframes"] + config["keyframes"]["extra"].get(name, []),
+                        name,
+                        config_origin("keyframes.extra"),
+                    )
+                )
     for warning in preflight.stray_painted_folders(
         config["keyframes"]["painted_dir"], list(config["videos"])
     ):
@@ -92,7 +95,12 @@ if workflow.is_main_process:
         remove_leftover_intermediates()
     errors, warnings, needed_mb = preflight.check_disk_space(
         "results",
-        preflight.disk_needed_mb(VIDEO_INFO, config, workflow.resource_settings.cores or 1),
+        preflight.disk_needed_mb(
+            VIDEO_INFO,
+            config["keyframes"]["interval"],
+            config["keep_intermediate"],
+            workflow.resource_settings.cores or 1,
+        ),
         config_origin("check_disk_space"),
     )
     if config["check_disk_space"]:
@@ -136,8 +144,7 @@ def keyframe_plan(wildcards):
     path = Path(checkpoints.plan_keyframes.get(video=wildcards.video).output[0])
     version = (str(path), path.stat().st_mtime_ns)
     if version not in _PLANS:
-        with path.open() as handle:
-            plan = json.load(handle)
+        plan = io.read_json(path)
         batch = config["cluster"]["gaps_per_job"]
         plan["gap_batch"] = {g["name"]: i // batch for i, g in enumerate(plan["gaps"])}
         plan["keyframe_batches"] = {}
@@ -161,7 +168,7 @@ def styled_keyframe(video, frame):
 DIFFUSION = config["stylizer"]["backend"] == "diffusion"
 # DiffSynth's latent deflickering couples a scene's keyframes: they are stylized together.
 DEFLICKER_KEYS = ("deflicker_steps", "deflicker_weight", "deflicker_radius")
-SCENE_BATCHES = DIFFUSION and bool(config["stylizer"].get("deflicker_steps"))
+SCENE_BATCHES = DIFFUSION and bool(config["stylizer"]["deflicker_steps"])
 
 
 def stylizer_options():
@@ -174,7 +181,7 @@ def stylizer_options():
 
 def video_overrides(wildcards):
     """All keyframe overrides of this video, keyed by frame number."""
-    return {int(k): v for k, v in config["stylizer"].get("overrides", {}).get(wildcards.video, {}).items()}
+    return {int(k): v for k, v in config["stylizer"]["overrides"].get(wildcards.video, {}).items()}
 
 
 def scene_start(wildcards):
@@ -190,7 +197,7 @@ def keyframe_override(wildcards):
 def attention_references(wildcards):
     """Records a keyframe attends to: its scene's first and previous keyframes (none for the
     first one, or without cross-frame attention)."""
-    if not config["stylizer"].get("cross_frame_attention", True):
+    if not config["stylizer"]["cross_frame_attention"]:
         return []
     frame = int(wildcards.frame)
     scene_keys = keyframes.scene_keyframes(keyframe_plan(wildcards), frame)

@@ -2,6 +2,8 @@ rule encode_video:
     """H.264 mp4 at the source frame rate, with the source audio muxed back."""
     input:
         unpack(assembled_inputs),
+        # Read by encode_compare only (its left half); the frames are kept outputs.
+        frames=results("{video}", "frames"),
         plan=results("{video}", "keyframes.json"),
         meta=results("{video}", "meta.json"),
         source=lambda wc: config["videos"][wc.video],
@@ -24,28 +26,11 @@ rule encode_video:
         "../../scripts/encode_video.py"
 
 
-rule encode_compare:
-    """Side-by-side input | restyled video, for judging the result at a glance."""
-    input:
-        unpack(assembled_inputs),
-        frames=results("{video}", "frames"),
-        plan=results("{video}", "keyframes.json"),
-        meta=results("{video}", "meta.json"),
-        source=lambda wc: config["videos"][wc.video],
+use rule encode_video as encode_compare with:
+    # Side-by-side input | restyled video, for judging the result at a glance.
     output:
         results("{video}", "compare.mp4"),
     log:
         "logs/{video}/encode_compare.log",
     benchmark:
         results("{video}", "benchmarks", "encode_compare.tsv")
-    conda:
-        "../../envs/restyle.yaml"
-    threads: 2
-    resources:
-        mem_mb=lambda wc: frame_mem_mb(wc.video, per_frame=40),
-        disk_mb=lambda wc: output_mb(wc.video, video_frames(wc.video), bytes_per_pixel=0.5),
-        runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.1),
-    params:
-        crf=config["output"]["crf"],
-    script:
-        "../../scripts/encode_video.py"

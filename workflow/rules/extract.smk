@@ -18,6 +18,6 @@ rule extract_frames:
         runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.1),
     params:
         width=config["width"],
-        decode_errors=config.get("decode_errors", "fail"),
+        decode_errors=config["decode_errors"],
     script:
         "../../scripts/extract_frames.py"

@@ -88,7 +88,7 @@ rule stylize_scene:
     params:
         stylizer=lambda wc: stylizer_options(),
         overrides=video_overrides,
-        deflicker={k: config["stylizer"][k] for k in DEFLICKER_KEYS if k in config["stylizer"]},
+        deflicker={k: config["stylizer"][k] for k in DEFLICKER_KEYS},
         flow_preset=config["flow"]["preset"],
     script:
         "../../scripts/stylize_scene.py"
