@@ -12,8 +12,8 @@ warped to frame 23 as the stand-in for the previous output) 0.5.
 Cases, calls interleaved so they see the same load, median wall time (process CPU time in
 brackets; both cores count):
 
-1. per frame of a video: ``initial_nnf`` = the keyframe's identity field advected to frame
-   23 along the flow (restyle.synthesis.advect_nnf), finest level only,
+1. per frame of a video: ``initial_nnf`` = the keyframe's identity field carried to frame
+   23 along the flow (restyle.propagate.advect_positions, rounded), finest level only,
    search_vote_iters=2, patchmatch_iters=2 -- with the default random-search radius for a
    warm start (max(W, H)/8) and with EbSynth's full radius (max(W, H));
 2. from scratch: full pyramid (6 levels), EbSynth's default iterations 6 x 4.
@@ -47,7 +47,8 @@ from common import REPO, load_frames, machine, timed  # noqa: E402
 from restyle.flow import compute_flow, occlusion_mask, warp  # noqa: E402
 from restyle.guides import coordinate_image, edge_guide, fill_holes  # noqa: E402
 from restyle.stylize import make_stylizer  # noqa: E402
-from restyle.synthesis import advect_nnf, synthesize  # noqa: E402
+from restyle.propagate import advect_positions  # noqa: E402
+from restyle.synthesis import synthesize  # noqa: E402
 
 KEY, TARGET = 20, 23
 SIZE = 512
@@ -79,8 +80,9 @@ def setup():
     source = [key, edge_guide(key), coords * scale, style]
     warped_style = warp(style, to_key)
     target_guides = [target, edge_guide(target), fill_holes(warp(coords, to_key), holes) * scale, warped_style]
-    identity = np.dstack(np.meshgrid(np.arange(SIZE), np.arange(SIZE))).astype(np.int32)
-    return style, truth, source, target_guides, advect_nnf(identity, to_key), warped_style, holes
+    # The keyframe's own matches (the identity) moved to frame 23, rounded to pixels.
+    start = np.clip(np.rint(advect_positions(coords, to_key)), 0, SIZE - 1).astype(np.int32)
+    return style, truth, source, target_guides, start, warped_style, holes
 
 
 def fmt(wall: float, cpu: float) -> str:

@@ -24,8 +24,9 @@ The solver is EbSynth's: a coarse-to-fine pyramid (2x bilinear downsampling, ran
 the coarsest level, NNF upsampled 2x between levels); per level ``search_vote_iters`` times
 {PatchMatch with ``patchmatch_iters`` sweeps of propagation + random search; vote: every
 target pixel becomes the plain mean of the source pixels that the ``p^2`` patches covering
-it predict}.  Given ``initial_nnf`` (the previous frame's NNF moved along the flow, see
-:func:`advect_nnf`) it runs the finest level only, starting from that field.
+it predict}.  Given ``initial_nnf`` (e.g. the previous frame's matches moved along the
+flow, as :func:`restyle.propagate.propagate_by_patches` does) it runs the finest level
+only, starting from that field.
 
 Where this differs from EbSynth, and why:
 
@@ -67,6 +68,7 @@ process only pays for loading them; the one that has to compile says so on stder
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -113,7 +115,12 @@ class Synthesis:
 
 @njit(inline="always")
 def _hash32(x):
-    # Integer hash with a multiplier below 2^27, so int64 products never overflow.
+    """The engine's one integer hash, of the low 32 bits of ``x``.
+
+    The kernels call it compiled; :func:`_key` and :func:`_random_nnf` call the same source
+    in Python (``_hash32.py_func``) on ints and int64 arrays.  The multiplier is below 2^27,
+    so the int64 products never overflow and all three give the same values.
+    """
     x = x & 0xFFFFFFFF
     x = (((x >> 16) ^ x) * 0x45D9F3B) & 0xFFFFFFFF
     x = (((x >> 16) ^ x) * 0x45D9F3B) & 0xFFFFFFFF
@@ -142,6 +149,35 @@ def _patch_ssd(T, S, tx, ty, sx, sy, p, C, bound):
         if acc >= bound:
             return acc
     return acc
+
+
+@njit(inline="always")
+def _prior(occupancy, occ_weight, sx, sy, ax, ay, coherence):
+    """The energy of source centre (sx, sy) besides its patch SSD: ``lambda occ(s)``, less
+    ``coherence`` when it is the anchored match (ax, ay)."""
+    e = occupancy[sy, sx] * occ_weight
+    if sx == ax and sy == ay:
+        e -= coherence
+    return e
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _try_patch(T, S, C, p, occupancy, occ_weight, x, y, ax, ay, coherence, cx, cy, bx, by, be, bp):
+    """EbSynth's ``tryPatch``: target pixel (x, y) takes the candidate source centre (cx, cy)
+    iff its energy, patch SSD + :func:`_prior`, is below that of its best match so far.
+
+    The best match is (bx, by) with SSD ``be`` and prior ``bp``; returns the new best
+    ``(bx, by, be, bp)``.  The candidate's SSD stops once it cannot win.
+    """
+    if cx == bx and cy == by:
+        return bx, by, be, bp
+    cp = _prior(occupancy, occ_weight, cx, cy, ax, ay, coherence)
+    bound = be + bp - cp  # the candidate wins iff its SSD is below this
+    if bound > 0:
+        e = _patch_ssd(T, S, x, y, cx, cy, p, C, bound)
+        if e < bound:
+            return cx, cy, e, cp
+    return bx, by, be, bp
 
 
 @njit
@@ -235,9 +271,7 @@ def _patchmatch_sweep(T, S, C, p, nnf, E, occupancy, occ_weight, reverse, recomp
                         be = E[y, x]
                     ax = anchor[y, x, 0]
                     ay = anchor[y, x, 1]
-                    bp = occupancy[by, bx] * occ_weight
-                    if bx == ax and by == ay:
-                        bp -= coherence
+                    bp = _prior(occupancy, occ_weight, bx, by, ax, ay, coherence)
 
                     # Propagation: the already-final neighbour before us in scan order,
                     # shifted by one pixel (skipped when it leaves the source, as in EbSynth).
@@ -250,16 +284,8 @@ def _patchmatch_sweep(T, S, C, p, nnf, E, occupancy, occ_weight, reverse, recomp
                         cy = nnf[ny, nx, 1] + (q if axis == 1 else 0)
                         if cx < 0 or cx >= source_w or cy < 0 or cy >= source_h:
                             continue
-                        if cx == bx and cy == by:
-                            continue
-                        cp = occupancy[cy, cx] * occ_weight
-                        if cx == ax and cy == ay:
-                            cp -= coherence
-                        bound = be + bp - cp  # the candidate wins iff its SSD is below this
-                        if bound > 0:
-                            e = _patch_ssd(T, S, x, y, cx, cy, p, C, bound)
-                            if e < bound:
-                                bx, by, be, bp = cx, cy, e, cp
+                        bx, by, be, bp = _try_patch(T, S, C, p, occupancy, occ_weight, x, y, ax, ay,
+                                                    coherence, cx, cy, bx, by, be, bp)
 
                     # Random search in shrinking windows around the propagated match.
                     h = _hash32(key ^ _hash32(y * width + x))
@@ -276,16 +302,8 @@ def _patchmatch_sweep(T, S, C, p, nnf, E, occupancy, occ_weight, reverse, recomp
                         h = _hash32(h + 0x9E3779B9)
                         cx = lo_x + (((h & 0xFFFF) * span_x) >> 16)
                         cy = lo_y + (((h >> 16) * span_y) >> 16)
-                        if cx == bx and cy == by:
-                            continue
-                        cp = occupancy[cy, cx] * occ_weight
-                        if cx == ax and cy == ay:
-                            cp -= coherence
-                        bound = be + bp - cp
-                        if bound > 0:
-                            e = _patch_ssd(T, S, x, y, cx, cy, p, C, bound)
-                            if e < bound:
-                                bx, by, be, bp = cx, cy, e, cp
+                        bx, by, be, bp = _try_patch(T, S, C, p, occupancy, occ_weight, x, y, ax, ay,
+                                                    coherence, cx, cy, bx, by, be, bp)
 
                     nnf[y, x, 0] = bx
                     nnf[y, x, 1] = by
@@ -316,7 +334,7 @@ def _patch_energies(T, S, C, p, nnf, out):
 
 
 @njit(cache=True, parallel=True)
-def _vote(style, nnf, p, acc, out, T, scale):
+def _vote(style, nnf, p, acc, out):
     """Each target pixel = mean of the source style pixels its p^2 covering patches predict.
 
     Every target patch adds its whole source patch onto an accumulator (contiguous rows,
@@ -328,8 +346,6 @@ def _vote(style, nnf, p, acc, out, T, scale):
         patches are clamped at the border), so every source patch lies inside it
     acc : float32 (Ht+2r, (Wt+2r)*3) scratch accumulator, target padded by r
     out : float32 (Ht, Wt, 3) the estimate
-    T : padded target features; their style channels 0..2 get ``out * scale`` (not when
-        ``scale`` is 0: the style then is not part of the features)
     """
     height, width = nnf.shape[:2]
     r = p // 2
@@ -355,14 +371,6 @@ def _vote(style, nnf, p, acc, out, T, scale):
             inv = np.float32(1.0) / np.float32(rows * (min(x + r, width - 1) - max(x - r, 0) + 1))
             for c in range(3):
                 out[y, x, c] = acc[y + r, 3 * (x + r) + c] * inv
-    if scale != 0:
-        C = T.shape[1] // (width + 2 * r)
-        for py in prange(height + 2 * r):
-            y = min(max(py - r, 0), height - 1)
-            for px in range(width + 2 * r):
-                x = min(max(px - r, 0), width - 1)
-                for c in range(3):
-                    T[py, px * C + c] = out[y, x, c] * scale
 
 
 @njit(cache=True, parallel=True)
@@ -388,33 +396,21 @@ engine_cache.watch(_patchmatch_sweep, _patch_energies, _vote, _pack,
 # --------------------------------------------------------------------------------------
 
 def _key(*values: int) -> int:
-    """Mix integers into a 32-bit key (the same hash as the kernels, in Python)."""
-    def h(x):
-        x &= _MASK32
-        x = (((x >> 16) ^ x) * 0x45D9F3B) & _MASK32
-        x = (((x >> 16) ^ x) * 0x45D9F3B) & _MASK32
-        return (x >> 16) ^ x
-
+    """Mix integers into a 32-bit key (with the kernels' hash, :func:`_hash32`)."""
+    hash32 = _hash32.py_func
     key = 0x2545F491
     for v in values:
-        key = h(key ^ h(int(v) & _MASK32))
+        key = hash32(key ^ hash32(int(v) & _MASK32))
     return key
-
-
-def _hash32_np(x: np.ndarray) -> np.ndarray:
-    """:func:`_hash32` on an array (uint64 arithmetic, the same values)."""
-    x = x.astype(np.uint64) & np.uint64(_MASK32)
-    x = (((x >> np.uint64(16)) ^ x) * np.uint64(0x45D9F3B)) & np.uint64(_MASK32)
-    x = (((x >> np.uint64(16)) ^ x) * np.uint64(0x45D9F3B)) & np.uint64(_MASK32)
-    return (x >> np.uint64(16)) ^ x
 
 
 def _random_nnf(target_h: int, target_w: int, source_h: int, source_w: int, key: int) -> np.ndarray:
     """Uniformly random source centres, a counter-based hash of (key, pixel)."""
-    h = _hash32_np(np.uint64(key) ^ _hash32_np(np.arange(target_h * target_w, dtype=np.uint64)))
+    hash32 = _hash32.py_func  # on int64 arrays: every intermediate value stays below 2^59
+    h = hash32(key ^ hash32(np.arange(target_h * target_w, dtype=np.int64)))
     nnf = np.empty((target_h, target_w, 2), np.int32)
-    nnf[..., 0] = ((h & np.uint64(0xFFFF)) * np.uint64(source_w) >> np.uint64(16)).reshape(target_h, target_w)
-    nnf[..., 1] = ((h >> np.uint64(16)) * np.uint64(source_h) >> np.uint64(16)).reshape(target_h, target_w)
+    nnf[..., 0] = ((h & 0xFFFF) * source_w >> 16).reshape(target_h, target_w)
+    nnf[..., 1] = ((h >> 16) * source_h >> 16).reshape(target_h, target_w)
     return nnf
 
 
@@ -575,7 +571,8 @@ def synthesize(style: np.ndarray, source_guides: Sequence[np.ndarray], target_gu
     seed : int
         Key of the random NNF initialisation and of the random search.
     initial_nnf : int (Ht, Wt, 2), optional
-        A starting NNF, e.g. the previous frame's moved along the flow by :func:`advect_nnf`.
+        A starting NNF, e.g. the previous frame's matches moved along the flow
+        (:func:`restyle.propagate.advect_positions`, rounded).
         Synthesis then runs at the finest level only: the field already holds the coarse
         structure that the pyramid exists to find, so a frame of a video needs only a few
         iterations.  Values are clamped to the source.
@@ -613,7 +610,6 @@ def synthesize(style: np.ndarray, source_guides: Sequence[np.ndarray], target_gu
                                             style_weight, patch_size, search_vote_iters, patchmatch_iters)
     source_h, source_w = style.shape[:2]
     p = int(patch_size)
-    r = p // 2
     if initial_nnf is not None:
         initial_nnf = np.asarray(initial_nnf)
         if initial_nnf.shape != (target_h, target_w, 2) or not np.issubdtype(initial_nnf.dtype, np.integer):
@@ -627,85 +623,33 @@ def synthesize(style: np.ndarray, source_guides: Sequence[np.ndarray], target_gu
 
     source_planes = [_as_planes(g) for g in source_guides]
     target_planes = [_as_planes(g) for g in target_guides]
-    style_f = style.astype(np.float32)
     # sqrt(weight / channels) per input: squared differences then carry weight / channels.
     scales = [float(np.sqrt(style_weight / 3.0))]
     scales += [float(np.sqrt(w / g.shape[2])) for w, g in zip(guide_weights, source_planes)]
     total_weight = style_weight + float(sum(guide_weights))
-    style_scale = scales[0]
+    if initial_nnf is not None:
+        start = np.empty((target_h, target_w, 2), np.int32)
+        start[..., 0] = np.clip(initial_nnf[..., 0], 0, source_w - 1)
+        start[..., 1] = np.clip(initial_nnf[..., 1], 0, source_h - 1)
+        # In the units of the error map: per patch pixel and per unit of weight.
+        coherence_energy = np.float32(coherence * p * p * total_weight)
+    else:
+        start, coherence_energy = None, np.float32(0.0)
+    solver = functools.partial(_search_and_vote, scales=scales, patch_size=p, uniformity=uniformity,
+                               search_radius=search_radius, warm_start=initial_nnf is not None,
+                               coherence=coherence_energy, search_vote_iters=search_vote_iters,
+                               patchmatch_iters=patchmatch_iters, seed=seed)
 
     previous_threads = numba.get_num_threads()
     if threads is not None:
         numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
     try:
-        # Pyramids, finest first, each level resampled from the one below it.
-        pyramid = []
-        s_style, s_guides, t_guides = style_f, source_planes, target_planes
-        for level in range(levels):
-            if level > 0:
-                ssize = _level_size(source_w, source_h, level)
-                tsize = _level_size(target_w, target_h, level)
-                s_style = _downsample(s_style, ssize)
-                s_guides = [_downsample(g, ssize) for g in s_guides]
-                t_guides = [_downsample(g, tsize) for g in t_guides]
-            pyramid.append((s_style, s_guides, t_guides))
-
-        nnf = None
-        for level in reversed(range(levels)):
-            s_style, s_guides, t_guides = pyramid[level]
-            sh, sw = s_style.shape[:2]
-            th, tw = t_guides[0].shape[:2] if t_guides else (sh, sw)
-            S = _features([s_style, *s_guides], scales, r)
-            # The target's style channels are placeholders until the first vote fills them.
-            T = _features([np.zeros((th, tw, 3), np.float32), *t_guides], scales, r)
-            C = S.shape[1] // (sw + 2 * r)
-
-            if initial_nnf is not None:
-                nnf = np.empty((th, tw, 2), np.int32)
-                nnf[..., 0] = np.clip(initial_nnf[..., 0], 0, sw - 1)
-                nnf[..., 1] = np.clip(initial_nnf[..., 1], 0, sh - 1)
-            elif nnf is None:
-                nnf = _random_nnf(th, tw, sh, sw, _key(seed, level, 0xA11CE))
-            else:
-                nnf = _upscale_nnf(nnf, tw, th, sw, sh)
-
-            style_padded = np.pad(s_style, ((r, r), (r, r), (0, 0)), mode="edge").reshape(sh + 2 * r, -1)
-            votes = np.empty((th + 2 * r, (tw + 2 * r) * 3), np.float32)
-            estimate = np.empty((th, tw, 3), np.float32)
-            _vote(style_padded, nnf, p, votes, estimate, T, np.float32(style_scale))
-            E = np.empty((th, tw), np.float32)
-            sweep = 0
-            occupancy = _occupancy(nnf, sh, sw, p)
-            # lambda * occ(s) = lambda * occupancy(s) / p^2 / omega_best, omega_best = |T|/|S| p^2
-            occ_weight = np.float32(uniformity * sw * sh / (p ** 4 * tw * th))
-            if search_radius is not None:
-                max_radius = max(1, int(search_radius * 0.5 ** level))
-            elif initial_nnf is not None:
-                # The field is already right up to the motion error: skip EbSynth's three
-                # largest radii, whose samples almost never win and, being cache misses,
-                # cost the most (see benchmarks/bench_synthesis_engine.py).
-                max_radius = max(sw, sh) // 8
-            else:
-                max_radius = max(sw, sh)
-            if initial_nnf is not None and coherence > 0:
-                anchor = nnf.copy()
-                # In the units of the error map: per patch pixel and per unit of weight.
-                coherence_energy = np.float32(coherence * p * p * total_weight)
-            else:
-                anchor = np.full((th, tw, 2), -1, np.int32)
-                coherence_energy = np.float32(0.0)
-            for em in range(search_vote_iters):
-                for it in range(patchmatch_iters):
-                    _patchmatch_sweep(T, S, C, p, nnf, E, occupancy, occ_weight, sweep % 2 == 1, it == 0,
-                                      _key(seed, level, em, it), max_radius, anchor, coherence_energy)
-                    sweep += 1
-                _vote(style_padded, nnf, p, votes, estimate, T, np.float32(style_scale))
-
-        _patch_energies(T, S, C, p, nnf, E)
+        pyramid = _pyramid(style.astype(np.float32), source_planes, target_planes, (target_h, target_w), levels)
+        nnf, estimate, energy = _coarse_to_fine(pyramid, solver, start, seed)
     finally:
         numba.set_num_threads(previous_threads)
 
-    error = E / np.float32(p * p * max(total_weight, 1e-12))
+    error = energy / np.float32(p * p * max(total_weight, 1e-12))
     if output == "nearest":
         image = style[nnf[..., 1], nnf[..., 0]]
     else:
@@ -713,31 +657,106 @@ def synthesize(style: np.ndarray, source_guides: Sequence[np.ndarray], target_gu
     return Synthesis(image=image, error=error.astype(np.float32), nnf=nnf)
 
 
-def advect_nnf(nnf: np.ndarray, flow_to_previous: np.ndarray) -> np.ndarray:
-    """Move the previous frame's NNF to this frame along the flow (nearest neighbour).
+def _pyramid(style: np.ndarray, source_guides: list[np.ndarray], target_guides: list[np.ndarray],
+             target_shape: tuple[int, int], levels: int) -> list[tuple]:
+    """``(source style, source guides, target guides)`` per level, finest first, each level
+    resampled from the one below it."""
+    source_h, source_w = style.shape[:2]
+    target_h, target_w = target_shape
+    pyramid = [(style, source_guides, target_guides)]
+    for level in range(1, levels):
+        ssize = _level_size(source_w, source_h, level)
+        tsize = _level_size(target_w, target_h, level)
+        style = _downsample(style, ssize)
+        source_guides = [_downsample(g, ssize) for g in source_guides]
+        target_guides = [_downsample(g, tsize) for g in target_guides]
+        pyramid.append((style, source_guides, target_guides))
+    return pyramid
 
-    Pixel ``(x, y)`` of this frame is at ``(x, y) + flow_to_previous[y, x]`` in the previous
-    one; it takes the NNF entry of the nearest previous pixel, positions clamped to the frame.
-    Entries are copied, so they stay inside the source the NNF points into.
 
-    Parameters
-    ----------
-    nnf : int (H, W, 2)
-        The previous frame's NNF, ``(x, y)`` source patch centres.
-    flow_to_previous : float (H, W, 2)
-        Flow from this frame to the previous one.
+def _coarse_to_fine(pyramid: list[tuple], solver, nnf: np.ndarray | None, seed: int):
+    """Run ``solver`` on every level of ``pyramid``, coarsest first (EbSynth's pyramid).
+
+    The coarsest level starts from ``nnf``, or from a random field when it is None; each
+    finer level from the NNF of the level below, upscaled 2x.  ``solver(level, source_style,
+    source_guides, target_guides, nnf)`` returns ``(nnf, estimate, energy)``; those of the
+    finest level are returned.
+    """
+    coarsest = len(pyramid) - 1
+    for level in range(coarsest, -1, -1):
+        source_style, source_guides, target_guides = pyramid[level]
+        sh, sw = source_style.shape[:2]
+        th, tw = target_guides[0].shape[:2] if target_guides else (sh, sw)
+        if nnf is None:
+            nnf = _random_nnf(th, tw, sh, sw, _key(seed, level, 0xA11CE))
+        elif level < coarsest:
+            nnf = _upscale_nnf(nnf, tw, th, sw, sh)
+        nnf, estimate, energy = solver(level, source_style, source_guides, target_guides, nnf)
+    return nnf, estimate, energy
+
+
+def _search_and_vote(level: int, source_style: np.ndarray, source_guides: list[np.ndarray],
+                     target_guides: list[np.ndarray], nnf: np.ndarray, *, scales: list[float], patch_size: int,
+                     uniformity: float, search_radius: int | None, warm_start: bool, coherence: np.float32,
+                     search_vote_iters: int, patchmatch_iters: int, seed: int):
+    """One level of EbSynth's EM: ``search_vote_iters`` times {``patchmatch_iters``
+    PatchMatch sweeps of ``nnf``, then a vote}.
+
+    Parameters are those of :func:`synthesize`, with ``coherence`` already in energy units
+    (0: no anchor) and ``warm_start`` telling that ``nnf`` came from the caller.
 
     Returns
     -------
-    nnf : int32 (H, W, 2)
+    nnf : int32 (Ht, Wt, 2)
+        ``nnf`` itself, updated in place.
+    estimate : float32 (Ht, Wt, 3)
+        The last vote: the target style.
+    energy : float32 (Ht, Wt)
+        Each pixel's patch energy E against ``estimate``.
     """
-    nnf = np.asarray(nnf)
-    if nnf.ndim != 3 or nnf.shape[2] != 2:
-        raise ValueError(f"nnf must be (H, W, 2), got {nnf.shape}")
-    if flow_to_previous.shape != nnf.shape:
-        raise ValueError(f"flow {flow_to_previous.shape} does not match the NNF {nnf.shape}")
-    h, w = nnf.shape[:2]
-    flow = np.nan_to_num(flow_to_previous.astype(np.float32))
-    xs = np.clip(np.rint(flow[..., 0] + np.arange(w, dtype=np.float32)[None, :]), 0, w - 1).astype(np.intp)
-    ys = np.clip(np.rint(flow[..., 1] + np.arange(h, dtype=np.float32)[:, None]), 0, h - 1).astype(np.intp)
-    return np.ascontiguousarray(nnf[ys, xs], dtype=np.int32)
+    p = patch_size
+    r = p // 2
+    sh, sw = source_style.shape[:2]
+    th, tw = nnf.shape[:2]
+    S = _features([source_style, *source_guides], scales, r)
+    # The target's style channels are placeholders until the first vote fills them.
+    T = _features([np.zeros((th, tw, 3), np.float32), *target_guides], scales, r)
+    C = S.shape[1] // (sw + 2 * r)
+    style_scale = np.float32(scales[0])
+
+    style_padded = np.pad(source_style, ((r, r), (r, r), (0, 0)), mode="edge").reshape(sh + 2 * r, -1)
+    votes = np.empty((th + 2 * r, (tw + 2 * r) * 3), np.float32)
+    estimate = np.empty((th, tw, 3), np.float32)
+
+    def vote():
+        """The estimate from the field; it becomes the target's style channels (when the
+        style has a weight: without, it is not part of the features)."""
+        _vote(style_padded, nnf, p, votes, estimate)
+        if style_scale != 0:
+            _pack(T.reshape(th + 2 * r, tw + 2 * r, C), estimate, 0, style_scale, r)
+
+    vote()
+    energy = np.empty((th, tw), np.float32)
+    occupancy = _occupancy(nnf, sh, sw, p)
+    # lambda * occ(s) = lambda * occupancy(s) / p^2 / omega_best, omega_best = |T|/|S| p^2
+    occ_weight = np.float32(uniformity * sw * sh / (p ** 4 * tw * th))
+    if search_radius is not None:
+        max_radius = max(1, int(search_radius * 0.5 ** level))
+    elif warm_start:
+        # The field is already right up to the motion error: skip EbSynth's three largest
+        # radii, whose samples almost never win and, being cache misses, cost the most
+        # (see benchmarks/bench_synthesis_engine.py).
+        max_radius = max(sw, sh) // 8
+    else:
+        max_radius = max(sw, sh)
+    # A match that keeps its starting place costs ``coherence`` less (see _patchmatch_sweep).
+    anchor = nnf.copy() if coherence > 0 else np.full((th, tw, 2), -1, np.int32)
+    sweep = 0
+    for em in range(search_vote_iters):
+        for it in range(patchmatch_iters):
+            _patchmatch_sweep(T, S, C, p, nnf, energy, occupancy, occ_weight, sweep % 2 == 1, it == 0,
+                              _key(seed, level, em, it), max_radius, anchor, coherence)
+            sweep += 1
+        vote()
+    _patch_energies(T, S, C, p, nnf, energy)
+    return nnf, estimate, energy

@@ -1,10 +1,16 @@
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
 import cv2
 import numba
 import numpy as np
 import pytest
 
 from restyle.guides import coordinate_image
-from restyle.synthesis import advect_nnf, pyramid_depth, synthesize
+from restyle.synthesis import pyramid_depth, synthesize
 
 H, W = 48, 64
 
@@ -83,19 +89,49 @@ def test_uniformity_spreads_source_usage():
     assert max_on * 3 < max_off
 
 
+def threads_case():
+    """A 96x128 target (6x8 wavefront tiles, up to 6 side by side) with the pyramid, the
+    uniformity term and a warm-started coherent level: every parallel kernel has work for
+    several threads."""
+    big = texture(1, (99, 134))
+    source, target = big[:96, :128], big[3:, 6:]
+    kwargs = dict(source_guides=[source, positions(96, 128)], target_guides=[target, positions(96, 128, 6, 3)],
+                  guide_weights=[6.0, 2.0], search_vote_iters=2, patchmatch_iters=2, seed=7)
+    return stylize(source), kwargs
+
+
+def threads_results(threads=None):
+    """Bytes of the from-scratch and of the warm-started synthesis of :func:`threads_case`."""
+    style, kwargs = threads_case()
+    scratch = synthesize(style, **kwargs, threads=threads)
+    warm = synthesize(style, **kwargs, initial_nnf=scratch.nnf, coherence=150.0, threads=threads)
+    return [r.tobytes() for result in (scratch, warm) for r in (result.image, result.nnf, result.error)]
+
+
+# Run in a process of its own, whose numba pool has 4 threads whatever the machine's cores.
+_IN_FOUR_THREADS = f"""
+import pickle, sys, numba
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_synthesis import threads_results
+sys.stdout.buffer.write(pickle.dumps((numba.get_num_threads(), threads_results())))
+"""
+
+
 def test_same_seed_same_bytes_for_any_thread_count():
-    style, _, guides = translated_case(4, 2)
-    kwargs = dict(guides, search_vote_iters=2, patchmatch_iters=2, seed=7)
-    most = min(2, numba.config.NUMBA_NUM_THREADS)
-    a = synthesize(style, **kwargs, threads=1)
-    b = synthesize(style, **kwargs, threads=most)
-    c = synthesize(style, **kwargs)
-    for x, y in ((a, b), (a, c)):
-        assert x.image.tobytes() == y.image.tobytes()
-        assert x.nnf.tobytes() == y.nnf.tobytes()
-        assert x.error.tobytes() == y.error.tobytes()
-    other = synthesize(style, **dict(kwargs, seed=8))
-    assert other.nnf.tobytes() != a.nnf.tobytes()
+    single = threads_results(threads=1)
+    # Even on one core: 4 threads split every parallel loop, so a result that depended on
+    # how the work is split (a parallel float reduction, a wavefront tile reading a tile
+    # that runs beside it) would differ from the single-threaded one.
+    child = subprocess.run([sys.executable, "-c", _IN_FOUR_THREADS], capture_output=True, check=True,
+                           env=dict(os.environ, NUMBA_NUM_THREADS="4"))
+    threads, parallel = pickle.loads(child.stdout)
+    assert threads == 4
+    assert parallel == single
+    # The threads= argument of a call gives the same bytes too.
+    assert threads_results(threads=numba.config.NUMBA_NUM_THREADS) == single
+    style, kwargs = threads_case()
+    other = synthesize(style, **dict(kwargs, seed=8), threads=1)
+    assert other.nnf.tobytes() != single[1]
 
 
 def test_source_and_target_sizes_may_differ():
@@ -159,20 +195,6 @@ def test_initial_nnf_needs_fewer_iterations_than_a_random_start():
     still = synthesize(style, **dict(guides, search_vote_iters=0), initial_nnf=true_nnf)
     assert (still.nnf == true_nnf).all()
     assert np.abs(still.image.astype(int) - expected)[inner].mean() < 0.1
-
-
-def test_advect_nnf():
-    rng = np.random.default_rng(5)
-    nnf = rng.integers(0, 50, (H, W, 2)).astype(np.int32)
-    zero = np.zeros((H, W, 2), np.float32)
-    np.testing.assert_array_equal(advect_nnf(nnf, zero), nnf)
-    flow = np.zeros((H, W, 2), np.float32)
-    flow[..., 0], flow[..., 1] = 2, -1  # pixel (x, y) was at (x + 2, y - 1) in the previous frame
-    moved = advect_nnf(nnf, flow)
-    np.testing.assert_array_equal(moved[1:, :-2], nnf[:-1, 2:])
-    np.testing.assert_array_equal(moved[0, :-2], nnf[0, 2:])      # clamped at the top
-    np.testing.assert_array_equal(moved[1:, -1], nnf[:-1, -1])    # clamped at the right
-    assert moved.dtype == np.int32
 
 
 def test_pyramid_depth_matches_ebsynth():
