@@ -11,8 +11,9 @@ with the same deterministic stylizer (``per-frame``):
 
 * seconds per frame per pass for synthesis, and per frame for the blend;
 * on the in-between frames: PSNR against the per-frame stylization, sharpness ratio (mean
-  luma gradient against the per-frame stylization), and E_warp (shared/REFERENCE.md
-  section 4) of the whole gap, with the input's own E_warp as the floor.
+  luma gradient against the per-frame stylization, restyle.metrics.sharpness_ratio), and
+  E_warp (Lai et al. 2018, arXiv:1808.00449; restyle.metrics.warping_error) of the whole
+  gap, with the input's own E_warp as the floor.
 
 Usage: python benchmarks/bench_propagation.py [--sizes 512x512 960x540] [--look watercolor]
 """
@@ -29,7 +30,7 @@ from common import load_frames, machine, timed  # noqa: E402
 from restyle.blend import blend_passes  # noqa: E402
 from restyle.flow import compute_flow, occlusion_mask  # noqa: E402
 from restyle.guides import edge_guide, positional_guides  # noqa: E402
-from restyle.metrics import psnr, sharpness, warping_error  # noqa: E402
+from restyle.metrics import psnr, sharpness, sharpness_ratio, warping_error  # noqa: E402
 from restyle.propagate import ChainStep, propagate_by_patches, propagate_frame  # noqa: E402
 from restyle.stylize import make_stylizer  # noqa: E402
 
@@ -98,8 +99,8 @@ def main() -> None:
             output = [styled[START], *(blended[t] for t in inbetween), styled[END]]
             rows.append((size, method, (fwd_s + bwd_s) / 2, float(np.median(blend_times)),
                          float(np.mean([psnr(blended[t], per_frame_look[t]) for t in inbetween])),
-                         float(np.mean([sharpness(blended[t]) for t in inbetween])
-                               / np.mean([sharpness(per_frame_look[t]) for t in inbetween])),
+                         sharpness_ratio([sharpness(blended[t]) for t in inbetween],
+                                         [sharpness(per_frame_look[t]) for t in inbetween]),
                          warping_error(output, video_in), floor))
     print("| size | method | synthesis s/frame/pass | blend ms/frame | PSNR vs per-frame (dB) | sharpness ratio | E_warp | input E_warp |")
     print("|---|---|---|---|---|---|---|---|")

@@ -13,7 +13,9 @@
 
   and ``err_t = mean over valid pixels and RGB channels of (O_t(x + F(x)) - O_{t-1}(x))^2``
   with values scaled to ``[0, 1]`` and bilinear warping (:func:`restyle.flow.warp`).
-  ``E_warp = mean_t err_t``.
+  ``E_warp = mean_t err_t``: :func:`warping_error` scores a video; :func:`warping_errors`
+  gives ``err_t`` of several videos through the same flows, which may be flows computed
+  before (:func:`input_flows` computes them).
 
   E_warp alone rewards blur and frozen video; report it together with :func:`psnr` against
   the per-frame processed frames, :func:`sharpness_ratio`, and the input's own E_warp.
@@ -35,7 +37,7 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -44,8 +46,7 @@ from restyle.flow import compute_flow, motion_boundary_mask, occlusion_mask, war
 #: Rec.601 luma weights for R, G, B (the ones of ``cv2.COLOR_RGB2GRAY``).
 REC601_LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
-#: ``flows(t) -> (flow I_{t-1} -> I_t, flow I_t -> I_{t-1})`` for ``t = 1 .. T-1``.
-FlowPairProvider = Callable[[int], "tuple[np.ndarray, np.ndarray]"]
+_END = object()  # marks an exhausted iterator
 
 
 def _as_unit_float(image: np.ndarray) -> np.ndarray:
@@ -74,6 +75,24 @@ def valid_pixel_mask(flow_forward: np.ndarray, flow_backward: np.ndarray) -> np.
     return ~(occluded | motion_boundary_mask(flow_forward))
 
 
+def _check_pair(output_previous, output_current, flow_forward, flow_backward) -> None:
+    if output_previous.shape != output_current.shape:
+        raise ValueError(f"output frames differ in shape: {output_previous.shape} vs {output_current.shape}")
+    if flow_forward.shape[:2] != output_previous.shape[:2] or flow_backward.shape != flow_forward.shape:
+        raise ValueError(
+            f"flows {flow_forward.shape}, {flow_backward.shape} do not match frames {output_previous.shape}"
+        )
+
+
+def _masked_warping_error(output_previous, output_current, flow_forward, valid) -> float:
+    """``err_t`` over the ``valid`` pixels (0.0 when there are none)."""
+    if not valid.any():
+        return 0.0
+    current_in_previous = warp(_as_unit_float(output_current), flow_forward)
+    squared_difference = (current_in_previous - _as_unit_float(output_previous)) ** 2
+    return float(squared_difference[valid].astype(np.float64).mean())
+
+
 def warping_error_pair(
     output_previous: np.ndarray,
     output_current: np.ndarray,
@@ -96,102 +115,134 @@ def warping_error_pair(
         ``[0, 1]``, bilinear warping.  When no pixel is valid the error is 0.0 (the pair carries
         no trustworthy correspondence; Lai et al.'s evaluation code behaves the same way).
     """
-    if output_previous.shape != output_current.shape:
-        raise ValueError(f"output frames differ in shape: {output_previous.shape} vs {output_current.shape}")
-    if flow_forward.shape[:2] != output_previous.shape[:2] or flow_backward.shape != flow_forward.shape:
-        raise ValueError(
-            f"flows {flow_forward.shape}, {flow_backward.shape} do not match frames {output_previous.shape}"
-        )
-    valid = valid_pixel_mask(flow_forward, flow_backward)
-    if not valid.any():
-        return 0.0
-    current_in_previous = warp(_as_unit_float(output_current), flow_forward)
-    squared_difference = (current_in_previous - _as_unit_float(output_previous)) ** 2
-    return float(squared_difference[valid].astype(np.float64).mean())
+    _check_pair(output_previous, output_current, flow_forward, flow_backward)
+    return _masked_warping_error(output_previous, output_current, flow_forward,
+                                 valid_pixel_mask(flow_forward, flow_backward))
 
 
-def warping_error_per_frame(
+def input_flows(input_frames: Iterable[np.ndarray], preset: str = "medium") -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The flows E_warp measures through: ``(F, B)`` of each consecutive pair of the input.
+
+    Parameters
+    ----------
+    input_frames : iterable of ndarray, uint8 (H, W, 3) RGB
+        The original input video ``I_0 .. I_{T-1}``; consumed lazily, two frames at a time.
+    preset : str
+        DIS preset of :func:`restyle.flow.compute_flow`.
+
+    Yields
+    ------
+    (F, B) : ndarray, float32 (H, W, 2)
+        ``F = flow(I_{t-1} -> I_t)`` and ``B = flow(I_t -> I_{t-1})``, for ``t = 1 .. T-1``.
+    """
+    previous = _END
+    for current in input_frames:
+        if previous is not _END:
+            yield compute_flow(previous, current, preset), compute_flow(current, previous, preset)
+        previous = current
+
+
+def warping_errors(
+    frames: Iterable[Mapping[str, np.ndarray]],
+    flows: Iterable[tuple[np.ndarray, np.ndarray]],
+) -> dict[str, np.ndarray]:
+    """Per-pair warping errors ``err_t``, ``t = 1 .. T-1``, of videos that share the flows.
+
+    Parameters
+    ----------
+    frames : iterable of mappings name -> ndarray, uint8 (H, W, 3) RGB
+        Frame ``t`` of every video scored, for ``t = 0 .. T-1``: e.g. ``{"output": O_t,
+        "input": I_t}``.  Every mapping has the names of the first.
+    flows : iterable of (F, B)
+        For ``t = 1 .. T-1``: ``F = flow(I_{t-1} -> I_t)`` and ``B = flow(I_t -> I_{t-1})``,
+        float32 (H, W, 2), on the *input* video (:func:`input_flows`, or flows made before).
+
+    Returns
+    -------
+    errors : dict name -> ndarray, float64 (T-1,)
+        ``errors[name][t-1] = err_t`` of that video (see :func:`warping_error_pair`); empty
+        (no names) when there are no frames.
+
+    Raises
+    ------
+    ValueError
+        When there is not exactly one pair of flows per pair of frames.
+
+    Notes
+    -----
+    Frames and flows are consumed lazily and in lockstep: at most two frames of each video
+    are referenced at any time.  The valid pixels of a pair are found once for all videos.
+    """
+    frame_iterator, flow_iterator = iter(frames), iter(flows)
+    previous = next(frame_iterator, _END)
+    names = [] if previous is _END else list(previous)
+    errors: dict[str, list[float]] = {name: [] for name in names}
+    pairs = 0
+    for current in frame_iterator:
+        pairs += 1
+        flow_pair = next(flow_iterator, _END)
+        if flow_pair is _END:
+            raise ValueError(f"the frames and the flows differ in length: only {pairs - 1} pairs of flows")
+        forward, backward = flow_pair
+        valid = None
+        for name in names:
+            _check_pair(previous[name], current[name], forward, backward)
+            if valid is None:
+                valid = valid_pixel_mask(forward, backward)
+            errors[name].append(_masked_warping_error(previous[name], current[name], forward, valid))
+        previous = current
+        del current  # keep only the two previous frames alive while reading
+    if next(flow_iterator, _END) is not _END:
+        raise ValueError(f"the frames and the flows differ in length: more pairs of flows than the "
+                         f"{pairs} pairs of frames")
+    return {name: np.asarray(values, dtype=np.float64) for name, values in errors.items()}
+
+
+def warping_error(
     output_frames: Iterable[np.ndarray],
-    input_frames: Iterable[np.ndarray] | None,
+    input_frames: Iterable[np.ndarray],
     flow_preset: str = "medium",
-    flows: FlowPairProvider | None = None,
-) -> np.ndarray:
-    """Per-frame warping error ``err_t``, ``t = 1 .. T-1``, of an output video.
+) -> float:
+    """E_warp of an output video: the mean of its ``err_t`` (:func:`warping_errors`).
 
     Parameters
     ----------
     output_frames : iterable of ndarray, uint8 (H, W, 3) RGB
         The video being scored, ``O_0 .. O_{T-1}``.
-    input_frames : iterable of ndarray, uint8 (H, W, 3) RGB, or None
-        The original input video ``I_0 .. I_{T-1}`` the flow is computed on; must have as many
-        frames as ``output_frames``.  May be None only when ``flows`` is given.
+    input_frames : iterable of ndarray, uint8 (H, W, 3) RGB
+        The original input video ``I_0 .. I_{T-1}`` the flow is computed on
+        (:func:`input_flows`); as many frames as ``output_frames``.
     flow_preset : str
-        DIS preset for :func:`restyle.flow.compute_flow` (ignored when ``flows`` is given).
-    flows : callable or None
-        Precomputed flows: ``flows(t)`` returns ``(F, B)`` with ``F = flow(I_{t-1} -> I_t)`` and
-        ``B = flow(I_t -> I_{t-1})``, float32 (H, W, 2), for ``t = 1 .. T-1``.  Lets a workflow
-        reuse flows it already has.  None computes them from ``input_frames``.
-
-    Returns
-    -------
-    errors : ndarray, float64 (T-1,)
-        ``errors[t-1] = err_t`` (see :func:`warping_error_pair`); empty when ``T < 2``.
-
-    Notes
-    -----
-    Both videos are consumed lazily and in lockstep: at most two input and two output frames
-    are referenced at any time.
-    """
-    if input_frames is None and flows is None:
-        raise ValueError("give input_frames, flows, or both")
-    output_iterator = iter(output_frames)
-    input_iterator = iter(input_frames) if input_frames is not None else None
-    errors: list[float] = []
-    missing = object()
-    output_previous = next(output_iterator, missing)
-    input_previous = next(input_iterator, missing) if input_iterator is not None else None
-    if output_previous is missing or input_previous is missing:
-        if output_previous is not input_previous and input_iterator is not None:
-            raise ValueError("output and input videos differ in length")
-        return np.zeros(0, dtype=np.float64)
-    t = 0
-    while True:
-        output_current = next(output_iterator, missing)
-        input_current = next(input_iterator, missing) if input_iterator is not None else None
-        if output_current is missing or input_current is missing:
-            if input_iterator is not None and output_current is not input_current:
-                raise ValueError("output and input videos differ in length")
-            break
-        t += 1
-        if flows is not None:
-            flow_forward, flow_backward = flows(t)
-        else:
-            flow_forward = compute_flow(input_previous, input_current, flow_preset)
-            flow_backward = compute_flow(input_current, input_previous, flow_preset)
-        errors.append(warping_error_pair(output_previous, output_current, flow_forward, flow_backward))
-        output_previous, input_previous = output_current, input_current
-        del output_current, input_current  # keep only the two previous frames alive while reading
-    return np.asarray(errors, dtype=np.float64)
-
-
-def warping_error(
-    output_frames: Iterable[np.ndarray],
-    input_frames: Iterable[np.ndarray] | None,
-    flow_preset: str = "medium",
-    flows: FlowPairProvider | None = None,
-) -> float:
-    """E_warp of an output video: the mean of :func:`warping_error_per_frame`.
-
-    Parameters are those of :func:`warping_error_per_frame`.
+        DIS preset for :func:`restyle.flow.compute_flow`.
 
     Returns
     -------
     e_warp : float
         Mean squared warping error in ``[0, 1]`` intensity units.  A video with fewer than two
         frames has no consecutive pair and scores 0.0.
+
+    Raises
+    ------
+    ValueError
+        When the two videos differ in length.
+
+    Notes
+    -----
+    Both videos are consumed lazily and in lockstep: at most two input and two output frames
+    are referenced at any time.
     """
-    per_frame = warping_error_per_frame(output_frames, input_frames, flow_preset, flows)
-    return float(per_frame.mean()) if per_frame.size else 0.0
+    counts = {"output": 0, "input": 0}
+
+    def counted(frames, name):
+        for frame in frames:
+            counts[name] += 1
+            yield frame
+
+    errors = warping_errors(({"output": frame} for frame in counted(output_frames, "output")),
+                            input_flows(counted(input_frames, "input"), flow_preset)).get("output", np.zeros(0))
+    if counts["output"] != counts["input"]:
+        raise ValueError(f"output and input videos differ in length ({counts['output']} and {counts['input']} frames)")
+    return float(errors.mean()) if errors.size else 0.0
 
 
 def psnr(image: np.ndarray, reference: np.ndarray) -> float:
@@ -254,42 +305,32 @@ def sharpness(image: np.ndarray) -> float:
     return float(np.mean(np.hypot(gradient_x, gradient_y)))
 
 
-def sharpness_ratio(images: Iterable[np.ndarray], references: Iterable[np.ndarray]) -> float:
+def sharpness_ratio(sharpnesses: Iterable[float], references: Iterable[float]) -> float:
     """Sharpness of a video relative to reference frames (e.g. the per-frame processed ones).
 
-    ``ratio = mean_i sharpness(images[i]) / mean_i sharpness(references[i])``, a ratio of means
-    so that nearly flat frames cannot dominate.  Below 1 means blurrier than the references.
+    ``ratio = mean_i sharpnesses[i] / mean_i references[i]``, a ratio of means so that nearly
+    flat frames cannot dominate.  Below 1 means blurrier than the references.
 
     Parameters
     ----------
-    images, references : iterables of ndarray, uint8 (H, W, 3), same length
-        Consumed lazily, one pair at a time.  A single image pair can be passed as
-        ``[image], [reference]``.
+    sharpnesses, references : iterables of float, same length
+        :func:`sharpness` of each image and of its reference: ``map(sharpness, images)``, or
+        values measured piece by piece (a workflow job per gap).
 
     Returns
     -------
     ratio : float
         1.0 when both are perfectly flat, ``inf`` when only the references are.
     """
-    image_total = reference_total = 0.0
-    count = 0
-    missing = object()
-    image_iterator, reference_iterator = iter(images), iter(references)
-    while True:
-        image = next(image_iterator, missing)
-        reference = next(reference_iterator, missing)
-        if image is missing or reference is missing:
-            if image is not reference:
-                raise ValueError("images and references differ in length")
-            break
-        image_total += sharpness(image)
-        reference_total += sharpness(reference)
-        count += 1
-    if count == 0:
+    sharpnesses, references = list(sharpnesses), list(references)
+    if len(sharpnesses) != len(references):
+        raise ValueError(f"{len(sharpnesses)} sharpness values but {len(references)} references")
+    if not sharpnesses:
         raise ValueError("no images given")
-    if reference_total == 0.0:
-        return 1.0 if image_total == 0.0 else float("inf")
-    return image_total / reference_total
+    image_mean, reference_mean = np.mean(sharpnesses), np.mean(references)
+    if reference_mean == 0.0:
+        return 1.0 if image_mean == 0.0 else float("inf")
+    return float(image_mean / reference_mean)
 
 
 def flicker_field(shape: tuple[int, int], window_index: int, strength: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ import pytest
 from restyle.flow import compute_flow
 from restyle.metrics import (
     flicker_field,
+    input_flows,
     psnr,
     sharpness,
     sharpness_ratio,
@@ -19,7 +20,7 @@ from restyle.metrics import (
     valid_pixel_mask,
     warping_error,
     warping_error_pair,
-    warping_error_per_frame,
+    warping_errors,
 )
 
 HEIGHT, WIDTH = 48, 64
@@ -50,13 +51,18 @@ def with_brightness_flicker(frames: list[np.ndarray], amplitude: float = 0.1, se
     return [np.clip(np.rint(f * g), 0, 255).astype(np.uint8) for f, g in zip(frames, gains)]
 
 
+def per_pair_errors(output, clip):
+    """``err_t`` of ``output`` through the flows of ``clip``."""
+    return warping_errors(({"output": frame} for frame in output), input_flows(clip)).get("output", np.zeros(0))
+
+
 # --------------------------------------------------------------------------- E_warp
 
 
 def test_static_clip_has_zero_warping_error():
     frame = smooth_texture()
     clip = [frame.copy() for _ in range(4)]
-    per_frame = warping_error_per_frame(clip, clip)
+    per_frame = per_pair_errors(clip, clip)
     assert per_frame.shape == (3,)
     assert np.all(per_frame == 0.0)
     assert warping_error(clip, clip) == 0.0
@@ -81,11 +87,19 @@ def test_output_equal_to_input_scores_the_input_floor():
 def test_precomputed_flows_give_the_same_result_and_need_no_input():
     clip = translating_clip(4)
     flicker = with_brightness_flicker(clip)
-    pairs = {t: (compute_flow(clip[t - 1], clip[t]), compute_flow(clip[t], clip[t - 1])) for t in range(1, 4)}
-    computed = warping_error_per_frame(flicker, clip)
-    from_cache = warping_error_per_frame(flicker, None, flows=pairs.__getitem__)
+    pairs = [(compute_flow(clip[t - 1], clip[t]), compute_flow(clip[t], clip[t - 1])) for t in range(1, 4)]
+    computed = per_pair_errors(flicker, clip)
+    from_cache = warping_errors(({"output": frame} for frame in flicker), pairs)["output"]
     np.testing.assert_array_equal(computed, from_cache)
-    np.testing.assert_array_equal(warping_error_per_frame(flicker, clip, flows=pairs.__getitem__), computed)
+    assert warping_error(flicker, clip) == computed.mean()
+
+
+def test_several_videos_through_the_same_flows_score_each_as_alone():
+    clip = translating_clip(4)
+    flicker = with_brightness_flicker(clip)
+    both = warping_errors(({"output": o, "input": i} for o, i in zip(flicker, clip)), input_flows(clip))
+    np.testing.assert_array_equal(both["output"], per_pair_errors(flicker, clip))
+    np.testing.assert_array_equal(both["input"], per_pair_errors(clip, clip))
 
 
 def test_per_frame_error_matches_the_formula():
@@ -101,7 +115,7 @@ def test_per_frame_error_matches_the_formula():
     warped = cv2.remap(output[1].astype(np.float32) / 255, map_x, map_y, cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE)
     expected = np.mean(((warped - output[0].astype(np.float32) / 255) ** 2)[valid])
-    assert warping_error_per_frame(output, clip)[0] == pytest.approx(expected, rel=1e-6)
+    assert per_pair_errors(output, clip)[0] == pytest.approx(expected, rel=1e-6)
     assert warping_error_pair(output[0], output[1], forward, backward) == pytest.approx(expected, rel=1e-6)
 
 
@@ -116,18 +130,20 @@ def test_no_valid_pixel_gives_zero():
 @pytest.mark.parametrize("frames", [0, 1])
 def test_fewer_than_two_frames(frames):
     clip = [smooth_texture()] * frames
-    assert warping_error_per_frame(clip, clip).shape == (0,)
+    assert per_pair_errors(clip, clip).shape == (0,)
     assert warping_error(clip, clip) == 0.0
 
 
 def test_length_mismatch_and_missing_inputs_raise():
     clip = translating_clip(3)
-    with pytest.raises(ValueError):
-        warping_error_per_frame(clip, clip[:2])
-    with pytest.raises(ValueError):
-        warping_error_per_frame(clip[:2], clip)
-    with pytest.raises(ValueError):
-        warping_error_per_frame(clip, None)
+    for output, input_ in ((clip, clip[:2]), (clip[:2], clip), (clip[:1], []), ([], clip[:1])):
+        with pytest.raises(ValueError, match="differ in length"):
+            warping_error(output, input_)
+    flows = list(input_flows(clip))
+    with pytest.raises(ValueError, match="differ in length"):
+        warping_errors(({"output": frame} for frame in clip), flows[:1])
+    with pytest.raises(ValueError, match="differ in length"):
+        warping_errors(({"output": frame} for frame in clip[:2]), flows)
 
 
 def test_streams_hold_at_most_two_frames_each():
@@ -147,8 +163,13 @@ def test_streams_hold_at_most_two_frames_each():
             yield fresh
             del fresh
 
-    errors = warping_error_per_frame(counted("output", with_brightness_flicker(clip)), counted("input", clip))
+    output = counted("output", with_brightness_flicker(clip))
+    errors = warping_errors(({"output": frame} for frame in output), input_flows(counted("input", clip)))["output"]
     assert errors.shape == (5,)
+    assert peak["input"] <= 2 and peak["output"] <= 2
+    live.update(input=0, output=0)
+    peak.update(input=0, output=0)
+    warping_error(counted("output", with_brightness_flicker(clip)), counted("input", clip))
     assert peak["input"] <= 2 and peak["output"] <= 2
 
 
@@ -178,11 +199,16 @@ def test_sharpness_definition_and_blur_ratio():
     rng = np.random.default_rng(0)
     sharp = [rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8), smooth_texture()]
     blurred = [cv2.GaussianBlur(f, (0, 0), 1.5) for f in sharp]
-    assert sharpness_ratio(blurred, sharp) < 1.0
-    assert sharpness_ratio(sharp, sharp) == pytest.approx(1.0)
-    assert sharpness_ratio([flat], [flat]) == 1.0
+    assert sharpness_ratio(map(sharpness, blurred), map(sharpness, sharp)) < 1.0
+    assert sharpness_ratio(map(sharpness, sharp), map(sharpness, sharp)) == pytest.approx(1.0)
+    assert sharpness_ratio([sharpness(flat)], [sharpness(flat)]) == 1.0
+    assert sharpness_ratio([1.0], [0.0]) == math.inf
+    # A ratio of means: a nearly flat frame cannot dominate.
+    assert sharpness_ratio([1.0, 9.0], [0.1, 9.9]) == pytest.approx(1.0)
     with pytest.raises(ValueError):
-        sharpness_ratio(sharp, sharp[:1])
+        sharpness_ratio(map(sharpness, sharp), map(sharpness, sharp[:1]))
+    with pytest.raises(ValueError):
+        sharpness_ratio([], [])
 
 
 # --------------------------------------------------------------------------- synthetic flicker
