@@ -3,6 +3,7 @@
 import json
 import os
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,13 +22,18 @@ from restyle.diffusion import (
     AttentionRecord,
     DiffusionModelError,
     DiffusionStylizer,
-    keyframe_reference_paths,
     load_pipeline,
+    record_size_bytes,
+    torch_settings,
 )
-from restyle.diffusion.attention import record_size_bytes
 
 # Few steps keep each run well under a second on 2 CPU cores; 6 x 0.85 -> 5 denoising steps.
-FAST = dict(prompt="an oil painting", steps=6, strength=0.85, guidance=7.5, seed=3)
+# The other settings are the config schema's defaults (test_the_config_schema_supplies_...).
+FAST = dict(prompt="an oil painting", negative_prompt="", steps=6, strength=0.85, guidance=7.5, seed=3,
+            scheduler="ddim", shared_noise=True, cross_frame_attention=True, control="canny",
+            controlnet_conditioning_scale=1.0)
+# stylize_batch's settings, as the config schema's defaults give them (none: no deflickering).
+BATCH = dict(deflicker_steps=(), deflicker_weight=1.0, deflicker_radius=1, flow_preset="medium")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -70,13 +76,17 @@ def make(pipeline, **options):
     return DiffusionStylizer(pipeline=pipeline, **{**FAST, **options})
 
 
-# ------------------------------------------------------------------------------------ loading
-def test_loads_offline_without_touching_the_network(models, monkeypatch):
+@pytest.fixture
+def no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("network access attempted")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+# ------------------------------------------------------------------------------------ loading
+def test_loads_offline_without_touching_the_network(models, no_network):
     pipe = load_pipeline(models["sd"])
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert type(pipe).__name__ == "StableDiffusionImg2ImgPipeline"
@@ -153,7 +163,7 @@ def assert_same_pipeline(single, reference, components):
 
 
 def test_single_file_checkpoint_loads_offline_and_matches_the_diffusers_directory(tmp_path, models, pipeline,
-                                                                                   monkeypatch):
+                                                                                   no_network):
     import shutil
 
     from safetensors import safe_open
@@ -166,12 +176,6 @@ def test_single_file_checkpoint_loads_offline_and_matches_the_diffusers_director
     assert prefixes == {"model", "first_stage_model", "cond_stage_model"}
     config = shutil.copytree(models["sd"], tmp_path / "config", ignore=shutil.ignore_patterns("*.safetensors"))
     assert not list(config.rglob("*.safetensors"))
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
     single = load_pipeline(checkpoint, config=config)
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert type(single).__name__ == "StableDiffusionImg2ImgPipeline"
@@ -192,7 +196,7 @@ def test_single_file_checkpoint_loads_offline_and_matches_the_diffusers_director
 
 
 def test_sdxl_single_file_checkpoint_loads_offline_and_matches_the_diffusers_directory(tmp_path, models,
-                                                                                        monkeypatch):
+                                                                                        no_network):
     import shutil
 
     from safetensors import safe_open
@@ -212,13 +216,7 @@ def test_sdxl_single_file_checkpoint_loads_offline_and_matches_the_diffusers_dir
     assert "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight" in keys
     config = shutil.copytree(directory, tmp_path / "config", ignore=shutil.ignore_patterns("*.safetensors"))
     assert not list(config.rglob("*.safetensors"))
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
     reference = load_pipeline(directory)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
     single = load_pipeline(checkpoint, config=config)
     assert type(single).__name__ == "StableDiffusionXLImg2ImgPipeline"
     # In particular the second text encoder came from the OpenCLIP keys, not from CLIP-L
@@ -272,10 +270,14 @@ def test_an_override_changes_only_its_own_keyframe(pipeline, override):
     frames = [photo(shift=4 * i) for i in range(3)]
 
     def run_scene(stylizer):
+        # As the workflow does: record_keyframe's base run, then for an overridden keyframe
+        # stylize_keyframe's own run on the same references.
         images, records = [], []
         for index, frame in enumerate(frames):
             references = [records[0], records[-1]] if records else []
-            image, record = stylizer.keyframe(frame, index, references)
+            image, record = stylizer.record_reference(frame, index, references)
+            if index in stylizer.overrides:
+                image, _ = stylizer.stylize(frame, index, references)
             images.append(image)
             records.append(record)
         return images, records
@@ -380,23 +382,75 @@ def test_cross_frame_attention_can_be_switched_off(pipeline):
     np.testing.assert_array_equal(image, off(other, 1))
 
 
-def test_reference_paths_are_first_and_previous(tmp_path):
-    keys = [0, 10, 20, 30]
-    assert keyframe_reference_paths(tmp_path, keys, 0) == []
-    assert keyframe_reference_paths(tmp_path, keys, 10) == [tmp_path / "00000.safetensors"]
-    assert keyframe_reference_paths(tmp_path, keys, 30) == [tmp_path / "00000.safetensors",
-                                                             tmp_path / "00020.safetensors"]
+def test_a_call_leaves_the_process_and_the_unet_as_it_found_them(pipeline):
+    unet = pipeline.unet
+    processors, hooks = dict(unet.attn_processors), dict(unet._forward_pre_hooks)
+    stylizer = make(pipeline, torch_threads=1)
+    layer = unet.get_submodule(stylizer.attention_layers[0])
+    seen = set()
+    spy = unet.register_forward_pre_hook(lambda module, args: seen.add(
+        (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), type(layer.processor).__name__)))
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(2)  # the module's one thread is set again below
+    try:
+        _, record = stylizer.record_reference(photo(), 0)
+        stylizer.stylize_batch([photo(), photo(shift=4)], [0, 1], **BATCH)
+        # During the runs: the stylizer's threads, deterministic kernels, its processors ...
+        assert seen == {(1, True, "CrossFrameAttnProcessor")}
+        # ... and after them the process's settings and the UNet's own processors and hooks.
+        assert torch.get_num_threads() == 2
+        assert torch.are_deterministic_algorithms_enabled() == deterministic
+    finally:
+        torch.set_num_threads(1)
+        spy.remove()
+    assert dict(unet.attn_processors) == processors and dict(unet._forward_pre_hooks) == hooks
+    assert record.layers == stylizer.attention_layers
+
+
+def test_torch_settings_apply_inside_the_block_only():
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    with torch_settings(threads=3, deterministic=True):
+        assert torch.get_num_threads() == 3 and torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert not torch.backends.cudnn.benchmark
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"]
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == (threads, deterministic)
+    with pytest.raises(RuntimeError), torch_settings(threads=3):
+        raise RuntimeError("a failed run")
+    assert torch.get_num_threads() == threads
+
+
+def test_the_config_schema_supplies_every_setting_the_stylizer_requires():
+    # The workflow passes its config's stylizer section as is (restyle.stylize.diffusion_stylizer
+    # renames controlnet_scale), and the library has no default of its own for these: the
+    # schema must fill every one.  (Its scheduler and control choices: test_config_schema.py.)
+    import inspect
+
+    from restyle import preflight
+    from restyle.diffusion.stylizer import OVERRIDE_KEYS
+
+    schema = preflight.load_schema(Path(__file__).resolve().parents[1])
+    stylizer = schema["properties"]["stylizer"]["properties"]
+    config_name = {"controlnet_conditioning_scale": "controlnet_scale"}
+    required = [name for name, parameter in inspect.signature(DiffusionStylizer).parameters.items()
+                if parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty]
+    assert set(required) == set(FAST)
+    for name in [config_name.get(name, name) for name in required] + [name for name in BATCH if name != "flow_preset"]:
+        assert "default" in stylizer[name], name
+    assert "default" in schema["properties"]["flow"]["properties"]["preset"]
+    override = stylizer["overrides"]["additionalProperties"]["additionalProperties"]
+    assert set(override["properties"]) == set(OVERRIDE_KEYS)
 
 
 # ---------------------------------------------------------------------------------- ControlNet
 def test_controlnet_canny_img2img(models, tmp_path):
-    stylizer = DiffusionStylizer(models["sd"], controlnet_path=models["controlnet"], **FAST,
-                                 controlnet_conditioning_scale=0.8)
+    stylizer = DiffusionStylizer(models["sd"], controlnet_path=models["controlnet"],
+                                 **{**FAST, "controlnet_conditioning_scale": 0.8})
     assert type(stylizer.pipeline).__name__ == "StableDiffusionControlNetImg2ImgPipeline"
     image, record = stylizer.record_reference(photo(), 0)
     assert image.shape == (48, 64, 3) and image.dtype == np.uint8 and record is not None
     # control="none" loads the plain pipeline even when a ControlNet path is configured.
-    plain = DiffusionStylizer(models["sd"], controlnet_path=models["controlnet"], control="none", **FAST)
+    plain = DiffusionStylizer(models["sd"], controlnet_path=models["controlnet"], **{**FAST, "control": "none"})
     assert type(plain.pipeline).__name__ == "StableDiffusionImg2ImgPipeline"
     # A ControlNet from another base family is refused before any denoising.
     sdxl_controlnet = save_tiny_controlnet(tmp_path / "controlnet-xl", sdxl=True)
@@ -429,7 +483,7 @@ def test_blend_aligned_makes_flickering_frames_agree():
     rng = np.random.default_rng(0)
     # Per-frame flicker: a random colour cast plus grain, independent between frames.
     flickering = [np.clip(f + rng.normal(0, 12, 3) + rng.normal(0, 6, f.shape), 0, 255) for f in frames]
-    alignment = align_frames(frames, radius=1)
+    alignment = align_frames(frames, radius=1, preset="medium")
     assert [len(row) for row in alignment.neighbours] == [1, 2, 2, 1]
     blended = blend_aligned(flickering, alignment, weight=1.0)
     assert warped_disagreement(blended, frames) < 0.7 * warped_disagreement(flickering, frames)
@@ -441,30 +495,30 @@ def test_latent_deflicker_rewrites_x0_at_the_chosen_steps_only(pipeline, monkeyp
 
     frames = [photo(seed=1, shift=4 * i) for i in range(3)]
     stylizer = make(pipeline)
-    plain = stylizer.stylize_batch(frames, [0, 1, 2])
+    plain = stylizer.stylize_batch(frames, [0, 1, 2], **BATCH)
     for frame, image in zip(frames, plain):  # batching alone changes nothing
         assert np.abs(stylizer(frame, 0).astype(int) - image).max() <= 1
 
     calls = []
 
-    def keep_x0(x0, alignment, decode, encode, weight=1.0):
+    def keep_x0(x0, alignment, decode, encode, weight):
         calls.append(x0.shape[0])
         return x0
 
     # An x0 -> model output -> x0 round trip that keeps x0 must leave the run as it was.
     monkeypatch.setattr(deflicker, "deflicker_x0", keep_x0)
-    kept = stylizer.stylize_batch(frames, [0, 1, 2], deflicker_steps=(1, 3))
+    kept = stylizer.stylize_batch(frames, [0, 1, 2], **{**BATCH, "deflicker_steps": (1, 3)})
     assert calls == [3, 3]
     for a, b in zip(kept, plain):
         assert np.abs(a.astype(int) - b).max() <= 1
 
-    def average_x0(x0, alignment, decode, encode, weight=1.0):
+    def average_x0(x0, alignment, decode, encode, weight):
         return x0.mean(dim=0, keepdim=True).expand_as(x0).clone()
 
     # Forcing the frames' x0 to agree at every step makes their outputs (nearly) agree: each
     # step keeps only sqrt(1 - abar_prev) / sqrt(1 - abar_t) of the remaining disagreement.
     monkeypatch.setattr(deflicker, "deflicker_x0", average_x0)
-    agreed = stylizer.stylize_batch(frames, [0, 1, 2], deflicker_steps=range(5))
+    agreed = stylizer.stylize_batch(frames, [0, 1, 2], **{**BATCH, "deflicker_steps": range(5)})
     assert mean_abs(agreed[0], agreed[2]) < 0.2 * mean_abs(plain[0], plain[2])
 
 
@@ -472,15 +526,15 @@ def test_latent_deflicker_rewrites_x0_at_the_chosen_steps_only(pipeline, monkeyp
 def test_stylize_batch_with_real_deflicker_and_validation(pipeline):
     frames = [photo(seed=1, shift=4 * i) for i in range(3)]
     stylizer = make(pipeline)
-    images = stylizer.stylize_batch(frames, [0, 1, 2], deflicker_steps=(2,))
+    images = stylizer.stylize_batch(frames, [0, 1, 2], **{**BATCH, "deflicker_steps": (2,)})
     assert len(images) == 3 and all(i.shape == (48, 64, 3) and i.dtype == np.uint8 for i in images)
     with pytest.raises(ValueError, match="deflicker_steps"):
-        stylizer.stylize_batch(frames, [0, 1, 2], deflicker_steps=(5,))
+        stylizer.stylize_batch(frames, [0, 1, 2], **{**BATCH, "deflicker_steps": (5,)})
     with pytest.raises(ValueError, match="one strength"):
-        make(pipeline, overrides={1: {"strength": 0.5}}).stylize_batch(frames, [0, 1, 2])
+        make(pipeline, overrides={1: {"strength": 0.5}}).stylize_batch(frames, [0, 1, 2], **BATCH)
     euler = make(pipeline, scheduler="euler")
     try:
         with pytest.raises(ValueError, match="DDIM-family"):
-            euler.stylize_batch(frames, [0, 1, 2], deflicker_steps=(1,))
+            euler.stylize_batch(frames, [0, 1, 2], **{**BATCH, "deflicker_steps": (1,)})
     finally:
         make(pipeline, scheduler="ddim")  # the pipeline is shared by this module's tests

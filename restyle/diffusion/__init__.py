@@ -2,10 +2,11 @@
 
 * :mod:`~restyle.diffusion.loading` -- offline, safetensors-only loading of SD 1.x/2.x and
   SDXL img2img pipelines (plus ControlNet);
+* :mod:`~restyle.diffusion.vae` -- pixels to latents and back, deterministically;
 * :mod:`~restyle.diffusion.attention` -- cross-frame attention that records a keyframe's
   decoder self-attention inputs and lets later keyframes attend to them, across jobs;
 * :mod:`~restyle.diffusion.stylizer` -- :class:`DiffusionStylizer`, the
-  :class:`restyle.stylize.Stylizer` built on them;
+  :class:`restyle.stylize.Stylizer` built on them, and :func:`torch_settings`;
 * :mod:`~restyle.diffusion.deflicker` -- DiffSynth-style latent in-iteration deflickering
   of a batch of keyframes.
 
@@ -16,14 +17,11 @@ lazily so the core package works without them.
 from .attention import (
     AttentionRecord,
     CrossFrameAttnProcessor,
-    install_cross_frame_attention,
+    cross_frame_attention,
+    record_size_bytes,
 )
 from .loading import SCHEDULERS, DiffusionModelError, load_pipeline
-from .stylizer import (
-    DiffusionStylizer,
-    keyframe_reference_paths,
-    make_diffusion_stylizer,
-)
+from .stylizer import DiffusionStylizer, torch_settings
 
 __all__ = [
     "SCHEDULERS",
@@ -31,8 +29,8 @@ __all__ = [
     "CrossFrameAttnProcessor",
     "DiffusionModelError",
     "DiffusionStylizer",
-    "install_cross_frame_attention",
-    "keyframe_reference_paths",
+    "cross_frame_attention",
     "load_pipeline",
-    "make_diffusion_stylizer",
+    "record_size_bytes",
+    "torch_settings",
 ]

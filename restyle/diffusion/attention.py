@@ -35,14 +35,17 @@ highest-resolution block alone is 57 % of it.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from restyle import io
 
 RECORD_FORMAT = "restyle-attention-record"
 RECORD_VERSION = "1"
@@ -122,11 +125,9 @@ class AttentionRecord:
         header = {str(k): str(v) for k, v in self.metadata.items()}
         header.update(format=RECORD_FORMAT, version=RECORD_VERSION)
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename so a killed job never leaves a truncated record for the next keyframe.
-        partial = path.with_name(path.name + ".partial")
-        save_file(tensors, str(partial), metadata=header)
-        os.replace(partial, path)
+        # Atomically: a killed job must never leave a truncated record for the next keyframe.
+        with io.staged_file(path) as partial:
+            save_file(tensors, partial, metadata=header)
         return path
 
     @classmethod
@@ -157,7 +158,7 @@ class CrossFrameState:
     ----------
     timestep : int or None
         The scheduler timestep of the UNet call in progress, set by a forward pre-hook on the
-        UNet (see :func:`install_cross_frame_attention`).
+        UNet (see :func:`cross_frame_attention`).
     recording : AttentionRecord or None
         Where to store this run's hidden states; ``None`` records nothing.
     references : list of AttentionRecord
@@ -302,6 +303,11 @@ def decoder_self_attention_layers(unet: torch.nn.Module, blocks: Iterable[int] |
     """The UNet decoder's self-attention modules, ``{"up_blocks.i.....attn1": module}``.
 
     ``blocks`` restricts them to the given ``up_blocks`` indices (``None``: all).
+
+    Raises
+    ------
+    ValueError
+        When there is none (a UNet without decoder attention, or ``blocks`` that hold none).
     """
     from diffusers.models.attention_processor import Attention
 
@@ -312,28 +318,35 @@ def decoder_self_attention_layers(unet: torch.nn.Module, blocks: Iterable[int] |
         if (len(parts) > 2 and parts[0] == "up_blocks" and parts[-1] == "attn1" and isinstance(module, Attention)
                 and (wanted is None or int(parts[1]) in wanted)):
             layers[name] = module
+    if not layers:
+        raise ValueError("this UNet has no decoder self-attention layers (up_blocks.*.attn1) for the chosen blocks")
     return layers
 
 
-def install_cross_frame_attention(unet: torch.nn.Module, state: CrossFrameState,
-                                  blocks: Sequence[int] | None = None) -> list[str]:
-    """Put :class:`CrossFrameAttnProcessor` on the decoder self-attention layers of ``unet``.
+@contextlib.contextmanager
+def cross_frame_attention(unet: torch.nn.Module, state: CrossFrameState,
+                          blocks: Sequence[int] | None = None) -> Iterator[list[str]]:
+    """:class:`CrossFrameAttnProcessor` on the decoder self-attention layers of ``unet``,
+    for the duration of the block.
 
     Also registers a forward pre-hook that publishes each UNet call's timestep in ``state``
-    (the processors cannot see it otherwise).  Other layers keep their processors.  Call it
-    after anything that resets processors wholesale (``enable_xformers_memory_efficient_attention``,
-    ``set_attn_processor``), which would silently remove these.
+    (the processors cannot see it otherwise).  Other layers keep their processors.  On leaving
+    the block the hook is removed and every layer gets back the processor it had, so the UNet
+    carries nothing of ours between runs and stylizers may share it one run at a time.  Do
+    not reset processors wholesale inside the block (``set_attn_processor``,
+    ``enable_xformers_memory_efficient_attention``): that silently removes these.
 
-    Returns
-    -------
+    Yields
+    ------
     layer_names : list of str
-        The layers now recording/referencing.
+        The layers recording/referencing, sorted.
+
+    Raises
+    ------
+    ValueError
+        When ``unet`` has no decoder self-attention layer in ``blocks``.
     """
     layers = decoder_self_attention_layers(unet, blocks)
-    if not layers:
-        raise ValueError("this UNet has no decoder self-attention layers (up_blocks.*.attn1) for the chosen blocks")
-    for name, module in layers.items():
-        module.set_processor(CrossFrameAttnProcessor(name, state))
 
     def publish_timestep(module, args, kwargs):
         timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
@@ -345,20 +358,46 @@ def install_cross_frame_attention(unet: torch.nn.Module, state: CrossFrameState,
         else:
             state.timestep = round(float(timestep))
 
-    previous = getattr(unet, "_restyle_timestep_hook", None)
-    if previous is not None:
-        previous.remove()
-    unet._restyle_timestep_hook = unet.register_forward_pre_hook(publish_timestep, with_kwargs=True)
-    return sorted(layers)
+    previous = {name: module.processor for name, module in layers.items()}
+    hook = unet.register_forward_pre_hook(publish_timestep, with_kwargs=True)
+    try:
+        for name, module in layers.items():
+            module.set_processor(CrossFrameAttnProcessor(name, state))
+        yield sorted(layers)
+    finally:
+        hook.remove()
+        for name, module in layers.items():
+            module.set_processor(previous[name])
 
 
 def record_size_bytes(unet_config: dict, height: int, width: int, vae_scale_factor: int = 8,
                       guidance: bool = True, bytes_per_value: int = 2, blocks: Sequence[int] | None = None) -> int:
     """Bytes one denoising step adds to an :class:`AttentionRecord`, from a UNet config.
 
-    Counts every ``up_blocks`` self-attention layer: tokens at that block's resolution times
-    its channels, times the transformer depth and the number of attentions in the block.
-    Useful to size disks before a run (``json.load`` the model's ``unet/config.json``).
+    For sizing a disk before a run: a keyframe's record holds ``int(steps * strength)``
+    steps, so its file is about ``record_size_bytes(...) * int(steps * strength)`` bytes
+    (SD 1.5 at 512x512: 27.5 MB a step).  Counts every ``up_blocks`` self-attention layer:
+    tokens at that block's resolution times its channels, times the transformer depth and
+    the number of attentions in the block.
+
+    Parameters
+    ----------
+    unet_config : dict or path-like
+        The UNet's config, or the path of the model's ``unet/config.json``.
+    height, width : int
+        Working size of the frames in pixels.
+    vae_scale_factor : int
+        Pixels per latent (the pipeline's ``vae_scale_factor``).
+    guidance : bool
+        Classifier-free guidance on (both halves recorded).
+    bytes_per_value : int
+        2 for the fp16 records :class:`CrossFrameAttnProcessor` makes.
+    blocks : sequence of int, optional
+        The ``up_blocks`` recorded (``cross_frame_blocks`` of the stylizer); ``None``: all.
+
+    Returns
+    -------
+    int
     """
     if isinstance(unet_config, (str, os.PathLike)):
         unet_config = json.loads(Path(unet_config).read_text())

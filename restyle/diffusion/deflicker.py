@@ -1,4 +1,6 @@
-"""Latent in-iteration deflickering of a batch of keyframes (after DiffSynth, Duan et al. 2023).
+"""Latent in-iteration deflickering of a batch of keyframes (after DiffSynth: Duan et al.,
+"DiffSynth: Latent In-Iteration Deflickering for Realistic Video Synthesis", 2023,
+arXiv:2308.03463).
 
 Keyframes denoised side by side still drift apart step after step: each step's small
 disagreements are the starting point of the next.  DiffSynth removes the disagreement
@@ -38,6 +40,8 @@ import torch
 
 from restyle.flow import compute_flow, occlusion_mask, warp
 
+from . import vae
+
 
 @dataclass
 class FrameAlignment:
@@ -57,7 +61,7 @@ class FrameAlignment:
     neighbours: list[list[tuple[int, np.ndarray, np.ndarray]]]
 
 
-def align_frames(frames: Sequence[np.ndarray], radius: int = 1, preset: str = "medium",
+def align_frames(frames: Sequence[np.ndarray], radius: int, preset: str,
                  size: tuple[int, int] | None = None) -> FrameAlignment:
     """Flows between each input frame and its neighbours within ``radius`` positions.
 
@@ -98,7 +102,7 @@ def align_frames(frames: Sequence[np.ndarray], radius: int = 1, preset: str = "m
     return FrameAlignment((height, width), neighbours)
 
 
-def blend_aligned(images: Sequence[np.ndarray], alignment: FrameAlignment, weight: float = 1.0) -> list[np.ndarray]:
+def blend_aligned(images: Sequence[np.ndarray], alignment: FrameAlignment, weight: float) -> list[np.ndarray]:
     """Average every image with its flow-aligned neighbours where the flow is trusted.
 
     ``out_i = (img_i + weight * sum_j valid_ij * warp(img_j, flow_ij)) / (1 + weight * sum_j valid_ij)``:
@@ -138,43 +142,23 @@ def blend_aligned(images: Sequence[np.ndarray], alignment: FrameAlignment, weigh
 def vae_codec(pipeline) -> tuple[Callable[[torch.Tensor], np.ndarray], Callable[[np.ndarray], torch.Tensor]]:
     """``(decode, encode)`` between a pipeline's latents and float RGB images in [0, 1].
 
-    ``decode`` maps latents (B, 4, h, w) to float32 (B, H, W, 3); ``encode`` maps such an
-    array back to latents on the UNet's device and dtype, using the posterior mean.
+    ``decode`` maps latents (B, C, h, w) to float32 (B, H, W, 3); ``encode`` maps such an
+    array back to latents on the UNet's device and dtype (see :mod:`restyle.diffusion.vae`).
     """
-    vae = pipeline.vae
-    config = vae.config
-    has_stats = getattr(config, "latents_mean", None) is not None and getattr(config, "latents_std", None) is not None
-
-    def stats(latents):
-        mean = torch.tensor(config.latents_mean, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(config.latents_std, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1)
-        return mean, std
 
     def decode(latents: torch.Tensor) -> np.ndarray:
-        latents = latents.to(vae.device, vae.dtype)
-        if has_stats:
-            mean, std = stats(latents)
-            latents = latents * std / config.scaling_factor + mean
-        else:
-            latents = latents / config.scaling_factor
-        pixels = vae.decode(latents).sample.float()
+        pixels = vae.decode(pipeline, latents)
         return ((pixels.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
 
     def encode(images: np.ndarray) -> torch.Tensor:
         pixels = torch.from_numpy(np.ascontiguousarray(images, np.float32)).permute(0, 3, 1, 2) * 2 - 1
-        latents = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean
-        if has_stats:
-            mean, std = stats(latents)
-            latents = (latents - mean) * config.scaling_factor / std
-        else:
-            latents = latents * config.scaling_factor
-        return latents.to(pipeline.unet.dtype)
+        return vae.encode(pipeline, pixels)
 
     return decode, encode
 
 
 def deflicker_x0(x0: torch.Tensor, alignment: FrameAlignment, decode: Callable, encode: Callable,
-                 weight: float = 1.0) -> torch.Tensor:
+                 weight: float) -> torch.Tensor:
     """Decode a batch of clean-latent estimates, blend them across frames, encode them back.
 
     Parameters
@@ -208,7 +192,7 @@ def _alpha_terms(scheduler, timestep, like: torch.Tensor) -> tuple[torch.Tensor,
 
 
 @contextlib.contextmanager
-def latent_deflicker(pipeline, alignment: FrameAlignment, at_steps: Sequence[int], weight: float = 1.0):
+def latent_deflicker(pipeline, alignment: FrameAlignment, at_steps: Sequence[int], weight: float):
     """Deflicker the predicted ``x0`` at steps ``at_steps`` of pipeline calls made inside.
 
     Wraps ``pipeline.scheduler.step``: at a chosen step (0-based among the steps the call
@@ -219,8 +203,8 @@ def latent_deflicker(pipeline, alignment: FrameAlignment, at_steps: Sequence[int
 
     Example
     -------
-    >>> alignment = align_frames(frames, size=(height, width))           # doctest: +SKIP
-    >>> with latent_deflicker(pipe, alignment, at_steps=(2, 5, 8)):       # doctest: +SKIP
+    >>> alignment = align_frames(frames, 1, "medium", size=(height, width))  # doctest: +SKIP
+    >>> with latent_deflicker(pipe, alignment, at_steps=(2, 5, 8), weight=1.0):  # doctest: +SKIP
     ...     images = pipe(prompt=[p] * len(frames), image=latents, ...).images
     """
     scheduler = pipeline.scheduler

@@ -21,6 +21,7 @@ naming the path and the fix.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -147,6 +148,16 @@ def set_scheduler(pipeline, scheduler: str) -> None:
         pipeline.scheduler = getattr(diffusers, class_name).from_config(pipeline.scheduler.config)
 
 
+def fix_cublas_workspace() -> None:
+    """Give cuBLAS the fixed workspace it needs to be deterministic (process-wide, for good).
+
+    cuBLAS reads ``CUBLAS_WORKSPACE_CONFIG`` once, when CUDA first uses it, so the setting
+    cannot be scoped: it is set before any CUDA work and never undone.  An existing value is
+    kept.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
 def default_device_and_dtype(device=None, dtype=None):
     """CUDA in fp16 when available, else the CPU in fp32 (fp16 on CPU is slow and lossy)."""
     import torch
@@ -162,9 +173,8 @@ def default_device_and_dtype(device=None, dtype=None):
     return device, dtype
 
 
-def _load_controlnet(controlnet_path, dtype):
-    from diffusers import ControlNetModel
-
+def _check_controlnet_files(controlnet_path) -> Path:
+    """The ControlNet directory, checked to hold a config and safetensors weights (none read)."""
     path = Path(controlnet_path).expanduser()
     if not path.exists():
         raise _fail(f"ControlNet not found: {path}: pass the diffusers ControlNet directory "
@@ -177,6 +187,13 @@ def _load_controlnet(controlnet_path, dtype):
         raise _fail(f"ControlNet {path} has no config.json: pass the diffusers ControlNet directory")
     if not any(path.glob("*.safetensors")):
         raise _fail(f"ControlNet {path} has no .safetensors weights; restyle loads .safetensors only: convert it")
+    return path
+
+
+def _load_controlnet(controlnet_path, dtype):
+    from diffusers import ControlNetModel
+
+    path = _check_controlnet_files(controlnet_path)
     try:
         return ControlNetModel.from_pretrained(path, dtype=dtype, local_files_only=True, use_safetensors=True)
     except Exception as error:  # noqa: BLE001 - any loader failure becomes the one-line error
@@ -220,16 +237,11 @@ def check_model_files(model_path, *, controlnet_path=None, config=None) -> tuple
         index = _read_model_index(config_dir, "config directory")
         _check_family(index, config_dir)
     if controlnet_path is not None:
-        controlnet_dir = Path(controlnet_path).expanduser()
-        if not (controlnet_dir / "config.json").is_file():
-            raise _fail(f"ControlNet {controlnet_dir} has no config.json: pass the diffusers-layout ControlNet "
-                        "directory (config.json and diffusion_pytorch_model.safetensors)")
-        if not any(controlnet_dir.glob("*.safetensors")):
-            raise _fail(f"ControlNet {controlnet_dir} has no .safetensors weights; restyle loads .safetensors only")
+        _check_controlnet_files(controlnet_path)
     return index, config_dir
 
 
-def load_pipeline(model_path, *, controlnet_path=None, scheduler: str = "ddim", device=None, dtype=None,
+def load_pipeline(model_path, *, controlnet_path=None, scheduler: str | None = None, device=None, dtype=None,
                   config=None):
     """Load a Stable Diffusion 1.x/2.x or SDXL img2img pipeline from local files.
 
@@ -240,8 +252,8 @@ def load_pipeline(model_path, *, controlnet_path=None, scheduler: str = "ddim", 
         ``.safetensors`` checkpoint.
     controlnet_path : str or path-like, optional
         A diffusers ControlNet directory; the matching ControlNet img2img pipeline is built.
-    scheduler : str
-        One of :data:`SCHEDULERS` (``"ddim"`` as in Rerender).
+    scheduler : str, optional
+        One of :data:`SCHEDULERS`; ``None`` keeps the model's own.
     device : str or torch.device, optional
         Defaults to CUDA when available, else the CPU.
     dtype : torch.dtype or str, optional
@@ -262,11 +274,8 @@ def load_pipeline(model_path, *, controlnet_path=None, scheduler: str = "ddim", 
         For a missing, incomplete, pickled or unreadable model, with a one-line message.
     """
     force_offline()
-    # cuBLAS is deterministic only with a fixed workspace; must be set before CUDA starts.
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    import torch
-
-    if scheduler not in SCHEDULERS:
+    fix_cublas_workspace()  # before CUDA starts
+    if scheduler is not None and scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; use one of {sorted(SCHEDULERS)}")
     device, dtype = default_device_and_dtype(device, dtype)
     path = Path(model_path).expanduser()
@@ -303,15 +312,13 @@ def load_pipeline(model_path, *, controlnet_path=None, scheduler: str = "ddim", 
                     isinstance(theirs, (list, tuple)) and list(theirs) == list(ours or [])):
                 raise _fail(f"ControlNet {Path(controlnet_path).expanduser()} does not fit model {path} "
                             f"({key} {theirs} vs {ours}): use a ControlNet trained for this base model family")
-    set_scheduler(pipeline, scheduler)
+    if scheduler is not None:
+        set_scheduler(pipeline, scheduler)
     pipeline.to(device)
     pipeline.set_progress_bar_config(disable=True)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = False  # autotuning picks kernels nondeterministically
+    if device.type == "cuda" and importlib.util.find_spec("xformers") is not None:
         try:
-            import xformers  # noqa: F401
-
             pipeline.enable_xformers_memory_efficient_attention()
-        except Exception:  # noqa: BLE001, S110 - optional speed-up; absent or broken is fine
+        except Exception:  # noqa: BLE001, S110 - optional speed-up; a broken install is fine
             pass  # PyTorch's SDPA (the default processor) is already memory-efficient
     return pipeline

@@ -8,10 +8,11 @@ propagated video then pulses at every keyframe.  Two mechanisms tie keyframes to
   ``seed`` with a CPU ``torch.Generator`` (identical on every device), so the random part
   of each result is the same and only the frames' own content differs.  A keyframe whose
   seed is overridden draws its own noise.  The image is encoded with the VAE's mean, not a
-  sample, so nothing else is random (DiffSynth's deterministic VAE);
-* **cross-frame attention** (Rerender) -- the UNet decoder's self-attention of keyframe
-  ``k`` also attends to the scene's first keyframe and keyframe ``k - 1`` at the same
-  denoising step (:mod:`restyle.diffusion.attention`).
+  sample, so nothing else is random (:mod:`restyle.diffusion.vae`);
+* **cross-frame attention** (Rerender: Yang et al., "Rerender A Video", SIGGRAPH Asia 2023,
+  arXiv:2306.07954) -- the UNet decoder's self-attention of keyframe ``k`` also attends to
+  the scene's first keyframe and keyframe ``k - 1`` at the same denoising step
+  (:mod:`restyle.diffusion.attention`).
 
 Record and reference across jobs
 --------------------------------
@@ -23,36 +24,38 @@ later keyframe is rendered with ``references=[record_of_first, record_of_previou
 Per-keyframe overrides (``overrides={index: {"prompt": ..., "strength": ..., "seed": ...}}``)
 must change *only* their keyframe.  Were an overridden keyframe's record used as a
 reference, the override would leak into every later keyframe of the scene, so records are
-always made with the base settings: :meth:`DiffusionStylizer.record_reference` renders a
-keyframe with the base prompt/strength/seed and returns the image *and* the record.  A
-keyframe job therefore does::
+always made with the base settings.  A keyframe therefore takes one or two runs::
 
-    image, record = stylizer.keyframe(frame, index, references=[first, previous])
+    image, record = stylizer.record_reference(frame, index, references=[first, previous])
     record.save(...)  # this keyframe's reference for the keyframes after it
+    if index in stylizer.overrides:  # the keyframe's own look, on the same references
+        image, _ = stylizer.stylize(frame, index, references=[first, previous])
 
-:meth:`DiffusionStylizer.keyframe` runs :meth:`record_reference` and, only when the keyframe
-has an override, a second pass :meth:`stylize` with the override on top (same references);
-without an override the base image *is* the output, so no work is duplicated.
+Without an override the base image *is* the output, so no work is duplicated.
 
 Plain ``stylizer(frame, index)`` (the :class:`restyle.stylize.Stylizer` interface) uses the
 keyframe's settings with shared noise but no references, so it is a pure function of its
 arguments.
+
+Nothing here changes the process or the pipeline between calls: PyTorch's thread count and
+deterministic mode apply only inside each call (:func:`torch_settings`), and the attention
+processors only during each run (:func:`~restyle.diffusion.attention.cross_frame_attention`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from .attention import AttentionRecord, CrossFrameState, install_cross_frame_attention
-from .loading import load_pipeline, set_scheduler
+from . import vae
+from .attention import AttentionRecord, CrossFrameState, cross_frame_attention, decoder_self_attention_layers
+from .loading import fix_cublas_workspace, load_pipeline, set_scheduler
 
 OVERRIDE_KEYS = ("prompt", "negative_prompt", "strength", "seed", "guidance")
 CONTROLS = ("canny", "none")
@@ -77,14 +80,63 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
-def canny_control(frame: np.ndarray, low: int = 100, high: int = 200) -> np.ndarray:
+def canny_control(frame: np.ndarray, low: int, high: int) -> np.ndarray:
     """Canny edges of ``frame`` as a 3-channel uint8 image (the ControlNet canny hint format)."""
     edges = cv2.Canny(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), low, high)
     return np.repeat(edges[..., None], 3, axis=2)
 
 
+@contextlib.contextmanager
+def torch_settings(threads: int | None = None, deterministic: bool = True) -> Iterator[None]:
+    """PyTorch's process-wide settings for the duration of a block, put back after it.
+
+    Parameters
+    ----------
+    threads : int, optional
+        ``torch.set_num_threads`` inside the block; ``None`` leaves it.  Give it the job's
+        core count: on a shared machine PyTorch's default (every core of the machine) can
+        oversubscribe the job's cores and run many times slower.
+    deterministic : bool
+        Deterministic kernels inside the block (``torch.use_deterministic_algorithms``,
+        warn-only) and no cuDNN autotuning, which picks kernels by timing.  Also fixes the
+        cuBLAS workspace, which cannot be undone (see
+        :func:`~restyle.diffusion.loading.fix_cublas_workspace`).
+
+    Notes
+    -----
+    The settings belong to the process while the block runs: other threads using PyTorch
+    meanwhile see them too.
+    """
+    threads_before = torch.get_num_threads()
+    deterministic_before = (torch.are_deterministic_algorithms_enabled(),
+                            torch.is_deterministic_algorithms_warn_only_enabled())
+    benchmark_before = torch.backends.cudnn.benchmark
+    try:
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        if deterministic:
+            fix_cublas_workspace()
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        yield
+    finally:
+        if threads is not None:
+            torch.set_num_threads(threads_before)
+        if deterministic:
+            torch.use_deterministic_algorithms(deterministic_before[0], warn_only=deterministic_before[1])
+            torch.backends.cudnn.benchmark = benchmark_before
+
+
+def _to_uint8(result) -> np.ndarray:
+    """A pipeline's float image in [0, 1] as uint8."""
+    return np.clip(np.rint(np.asarray(result, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
 class DiffusionStylizer:
     """Stable Diffusion img2img keyframe stylizer with consistent keyframes.
+
+    The settings that are workflow options have no default here: the workflow's config
+    schema holds them (``stylizer`` in ``workflow/schemas/config.schema.yaml``).
 
     Parameters
     ----------
@@ -92,9 +144,9 @@ class DiffusionStylizer:
         Local diffusers directory or ``.safetensors`` checkpoint (see
         :func:`restyle.diffusion.loading.load_pipeline`).  Give this or ``pipeline``.
     pipeline : diffusers pipeline, optional
-        An already loaded img2img pipeline.  The stylizer sets its scheduler and installs
-        its attention processors on it (again whenever another stylizer took them over), so
-        stylizers may share a pipeline one call at a time, not concurrently.
+        An already loaded img2img pipeline.  The stylizer sets its scheduler on it at once
+        and its attention processors during each run only, so stylizers may share a
+        pipeline one call at a time, not concurrently.
     prompt, negative_prompt : str
         Base text conditioning.
     strength : float
@@ -108,22 +160,23 @@ class DiffusionStylizer:
         Seed of the shared initial noise.
     scheduler : str
         One of :data:`restyle.diffusion.loading.SCHEDULERS`.
-    overrides : mapping, optional
-        ``{frame_index: {"prompt"|"negative_prompt"|"strength"|"seed"|"guidance": value}}``;
-        each changes only its own keyframe (see the module docstring).
     shared_noise : bool
         Same noise for every keyframe (else keyframe ``i`` uses ``seed + i``).
     cross_frame_attention : bool
         Record and use attention references; when off, ``references`` are ignored and no
         records are made.
+    control : {"canny", "none"}
+        Control image computed from the frame for a ControlNet; ``"none"`` disables the
+        ControlNet.  A plain pipeline ignores it.
+    controlnet_conditioning_scale : float
+        Weight of the ControlNet residuals.
+    overrides : mapping, optional
+        ``{frame_index: {"prompt"|"negative_prompt"|"strength"|"seed"|"guidance": value}}``;
+        each changes only its own keyframe (see the module docstring).
     cross_frame_blocks : sequence of int, optional
         Restrict cross-frame attention (and records) to these ``up_blocks``.
     controlnet_path : str or path-like, optional
         A diffusers ControlNet directory, conditioned on ``control`` of the frame.
-    control : {"canny", "none"}
-        Control image computed from the frame; ``"none"`` disables the ControlNet.
-    controlnet_conditioning_scale : float
-        Weight of the ControlNet residuals.
     canny_thresholds : (int, int)
         Hysteresis thresholds of the canny control.
     config : str or path-like, optional
@@ -131,20 +184,17 @@ class DiffusionStylizer:
     device, dtype : optional
         Defaults: CUDA fp16 if available, else CPU fp32.
     deterministic : bool
-        Ask PyTorch for deterministic kernels (``use_deterministic_algorithms``, warn-only;
-        process-wide).
+        Deterministic PyTorch kernels during each call (see :func:`torch_settings`).
     torch_threads : int, optional
-        ``torch.set_num_threads`` (process-wide).  Give it the job's core count: on a shared
-        machine PyTorch's default can oversubscribe the cores and run many times slower.
+        PyTorch's thread count during each call (see :func:`torch_settings`).
     """
 
-    def __init__(self, model_path=None, *, pipeline=None, prompt: str = "", negative_prompt: str = "",
-                 strength: float = 0.5, steps: int = 20, guidance: float = 7.5, seed: int = 0,
-                 scheduler: str = "ddim", overrides: Mapping | None = None, shared_noise: bool = True,
-                 cross_frame_attention: bool = True, cross_frame_blocks: Iterable[int] | None = None,
-                 controlnet_path=None, control: str = "canny", controlnet_conditioning_scale: float = 1.0,
-                 canny_thresholds: tuple[int, int] = (100, 200), config=None, device=None, dtype=None,
-                 deterministic: bool = True, torch_threads: int | None = None):
+    def __init__(self, model_path=None, *, pipeline=None, prompt: str, negative_prompt: str, strength: float,
+                 steps: int, guidance: float, seed: int, scheduler: str, shared_noise: bool,
+                 cross_frame_attention: bool, control: str, controlnet_conditioning_scale: float,
+                 overrides: Mapping | None = None, cross_frame_blocks: Iterable[int] | None = None,
+                 controlnet_path=None, canny_thresholds: tuple[int, int] = (100, 200), config=None, device=None,
+                 dtype=None, deterministic: bool = True, torch_threads: int | None = None):
         if control not in CONTROLS:
             raise ValueError(f"unknown control {control!r}; use one of {list(CONTROLS)}")
         if (model_path is None) == (pipeline is None):
@@ -164,19 +214,17 @@ class DiffusionStylizer:
         self._check_settings(self.strength, self.steps, where="base settings")
         for index, override in self.overrides.items():
             self._check_settings(override.get("strength", self.strength), self.steps, where=f"override {index}")
+        self.torch_threads = None if torch_threads is None else int(torch_threads)
+        self.deterministic = bool(deterministic)
 
-        if torch_threads is not None:
-            torch.set_num_threads(int(torch_threads))
-        if deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        if pipeline is None:
-            use_controlnet = controlnet_path is not None and control != "none"
-            pipeline = load_pipeline(model_path, controlnet_path=controlnet_path if use_controlnet else None,
-                                     scheduler=scheduler, device=device, dtype=dtype, config=config)
-        else:
-            set_scheduler(pipeline, scheduler)
-            pipeline.set_progress_bar_config(disable=True)
+        with self._torch_settings():
+            if pipeline is None:
+                use_controlnet = controlnet_path is not None and control != "none"
+                pipeline = load_pipeline(model_path, controlnet_path=controlnet_path if use_controlnet else None,
+                                         scheduler=scheduler, device=device, dtype=dtype, config=config)
+            else:
+                set_scheduler(pipeline, scheduler)
+                pipeline.set_progress_bar_config(disable=True)
         self.pipeline = pipeline
         # The control image only matters to a ControlNet pipeline; a plain one ignores `control`.
         self.uses_controlnet = getattr(pipeline, "controlnet", None) is not None
@@ -186,7 +234,7 @@ class DiffusionStylizer:
         self.cross_frame_blocks = None if cross_frame_blocks is None else [int(b) for b in cross_frame_blocks]
         self.attention_layers: list[str] = []
         if self.cross_frame_attention:
-            self._ensure_attention_installed()
+            self.attention_layers = sorted(decoder_self_attention_layers(pipeline.unet, self.cross_frame_blocks))
 
     # ----------------------------------------------------------------------------- settings
     @staticmethod
@@ -220,12 +268,9 @@ class DiffusionStylizer:
         settings.update(self.overrides.get(int(frame_index), {}))
         return settings
 
-    def has_override(self, frame_index: int) -> bool:
-        return int(frame_index) in self.overrides
-
     # ------------------------------------------------------------------------ entry points
     def __call__(self, frame: np.ndarray, frame_index: int) -> np.ndarray:
-        """Stylize one keyframe on its own (no references); see :meth:`keyframe` for chains."""
+        """Stylize one keyframe on its own (no references); see the module docstring for chains."""
         return self.stylize(frame, frame_index)[0]
 
     def stylize(self, frame: np.ndarray, frame_index: int, references: Iterable = (),
@@ -261,22 +306,8 @@ class DiffusionStylizer:
         """
         return self._run(frame, frame_index, self.base_settings(frame_index), references, record=True)
 
-    def keyframe(self, frame: np.ndarray, frame_index: int,
-                 references: Iterable = ()) -> tuple[np.ndarray, AttentionRecord | None]:
-        """What a keyframe job needs: the keyframe's output image and its reference record.
-
-        One denoising run without an override; with one, a second run applies it (the
-        reference record still comes from the base run).
-        """
-        references = self._load_references(references)
-        image, record = self.record_reference(frame, frame_index, references)
-        if self.has_override(frame_index):
-            image, _ = self.stylize(frame, frame_index, references)
-        return image, record
-
-    def stylize_batch(self, frames: list[np.ndarray], frame_indices: list[int], deflicker_steps=(),
-                      deflicker_weight: float = 1.0, deflicker_radius: int = 1,
-                      flow_preset: str = "medium") -> list[np.ndarray]:
+    def stylize_batch(self, frames: list[np.ndarray], frame_indices: list[int], *, deflicker_steps: Iterable[int],
+                      deflicker_weight: float, deflicker_radius: int, flow_preset: str) -> list[np.ndarray]:
         """Stylize several keyframes of one scene in one batched run, optionally deflickered.
 
         The alternative to cross-frame references when a scene's keyframes fit one job:
@@ -298,7 +329,7 @@ class DiffusionStylizer:
             Weight of each aligned neighbour and how many neighbours on each side
             (see :func:`~restyle.diffusion.deflicker.blend_aligned`).
         flow_preset : str
-            DIS preset for the alignment flows.
+            DIS preset for the alignment flows (see :func:`restyle.flow.compute_flow`).
 
         Returns
         -------
@@ -324,9 +355,7 @@ class DiffusionStylizer:
             raise ValueError(f"deflicker_steps must lie in [0, {run_steps}) (steps x strength), got {deflicker_steps}")
 
         height, width = frames[0].shape[:2]
-        multiple = max(8, int(getattr(self.pipeline, "vae_scale_factor", 8)))
-        work_h, work_w = working_size(height, width, multiple)
-        images = [_resize(np.ascontiguousarray(frame), work_h, work_w) for frame in frames]
+        images = [self._working_image(frame) for frame in frames]
         negatives = [s["negative_prompt"] or "" for s in settings]
         options = dict(
             prompt=[s["prompt"] for s in settings],
@@ -336,28 +365,41 @@ class DiffusionStylizer:
             # One CPU generator per keyframe: shared noise gives every keyframe the same draw.
             generator=[torch.Generator("cpu").manual_seed(int(s["seed"])) for s in settings],
         )
-        if self.uses_controlnet:
-            options.update(control_image=torch.cat([self._control_image(image) for image in images]),
-                           controlnet_conditioning_scale=self.controlnet_conditioning_scale)
-        self.state.reset()
         deflicker = contextlib.nullcontext()
         if deflicker_steps:
             alignment = align_frames(images, radius=deflicker_radius, preset=flow_preset)
             deflicker = latent_deflicker(self.pipeline, alignment, deflicker_steps, deflicker_weight)
-        with torch.inference_mode():
-            options["image"] = torch.cat([self._encode(image) for image in images])
-        with deflicker, torch.inference_mode():
-            results = self.pipeline(**options).images
-        styled = [np.clip(np.rint(np.asarray(r, np.float32) * 255.0), 0, 255).astype(np.uint8) for r in results]
-        return [_resize(image, height, width) for image in styled]
+        with self._torch_settings(), self._attention():
+            if self.uses_controlnet:
+                options.update(control_image=torch.cat([self._control_image(image) for image in images]),
+                               controlnet_conditioning_scale=self.controlnet_conditioning_scale)
+            with torch.inference_mode():
+                options["image"] = torch.cat([self._encode(image) for image in images])
+            with deflicker, torch.inference_mode():
+                results = self.pipeline(**options).images
+        return [_resize(_to_uint8(result), height, width) for result in results]
 
     # ---------------------------------------------------------------------------- internals
-    def _ensure_attention_installed(self) -> None:
-        """Make this stylizer's processors the UNet's, even if another stylizer took it over."""
-        unet = self.pipeline.unet
-        installed = [unet.get_submodule(name).processor for name in self.attention_layers]
-        if not installed or any(getattr(p, "state", None) is not self.state for p in installed):
-            self.attention_layers = install_cross_frame_attention(unet, self.state, self.cross_frame_blocks)
+    def _torch_settings(self):
+        return torch_settings(self.torch_threads, self.deterministic)
+
+    @contextlib.contextmanager
+    def _attention(self) -> Iterator[None]:
+        """This stylizer's cross-frame attention on the UNet for one run (nothing when off)."""
+        if not self.cross_frame_attention:
+            yield
+            return
+        try:
+            with cross_frame_attention(self.pipeline.unet, self.state, self.cross_frame_blocks):
+                yield
+        finally:
+            self.state.reset()
+
+    def _working_image(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` at the nearest size the VAE and UNet take (multiples of the latent scale)."""
+        multiple = max(8, int(getattr(self.pipeline, "vae_scale_factor", 8)))
+        work_h, work_w = working_size(*frame.shape[:2], multiple)
+        return _resize(np.ascontiguousarray(frame), work_h, work_w)
 
     def _load_references(self, references: Iterable) -> list[AttentionRecord]:
         loaded = []
@@ -377,28 +419,8 @@ class DiffusionStylizer:
         return loaded
 
     def _encode(self, image: np.ndarray) -> torch.Tensor:
-        """VAE latents of ``image`` using the posterior mean (no sampling noise)."""
-        pipe = self.pipeline
-        vae = pipe.vae
         pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
-        upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
-        encode_dtype = torch.float32 if upcast else vae.dtype
-        if upcast:
-            vae.to(torch.float32)  # SDXL's VAE overflows in fp16
-        try:
-            posterior = vae.encode(pixels.to(vae.device, encode_dtype)).latent_dist
-            latents = posterior.mean
-        finally:
-            if upcast:
-                vae.to(torch.float16)
-        config = vae.config
-        if getattr(config, "latents_mean", None) is not None and getattr(config, "latents_std", None) is not None:
-            mean = torch.tensor(config.latents_mean, device=latents.device).view(1, -1, 1, 1)
-            std = torch.tensor(config.latents_std, device=latents.device).view(1, -1, 1, 1)
-            latents = (latents - mean) * config.scaling_factor / std
-        else:
-            latents = latents * config.scaling_factor
-        return latents.to(pipe.unet.dtype)
+        return vae.encode(self.pipeline, pixels)
 
     def _control_image(self, image: np.ndarray) -> torch.Tensor:
         hint = canny_control(image, *self.canny_thresholds)
@@ -409,17 +431,7 @@ class DiffusionStylizer:
         _validate_frame(frame)
         self._check_settings(settings["strength"], self.steps, where=f"frame {frame_index}")
         height, width = frame.shape[:2]
-        multiple = max(8, int(getattr(self.pipeline, "vae_scale_factor", 8)))
-        work_h, work_w = working_size(height, width, multiple)
-        image = _resize(np.ascontiguousarray(frame), work_h, work_w)
-
-        recording = None
-        if self.cross_frame_attention:
-            self._ensure_attention_installed()
-            self.state.references = self._load_references(references)
-            if record:
-                recording = AttentionRecord(metadata=self._record_metadata(frame_index, settings, work_h, work_w))
-                self.state.recording = recording
+        image = self._working_image(frame)
         options = dict(
             prompt=settings["prompt"], negative_prompt=settings["negative_prompt"] or None,
             strength=float(settings["strength"]), num_inference_steps=self.steps,
@@ -427,17 +439,20 @@ class DiffusionStylizer:
             # Noise is drawn on the CPU: the same bytes on every device and every run.
             generator=torch.Generator("cpu").manual_seed(int(settings["seed"])),
         )
-        if self.uses_controlnet:
-            options.update(control_image=self._control_image(image),
-                           controlnet_conditioning_scale=self.controlnet_conditioning_scale)
-        try:
+        recording = None
+        with self._torch_settings(), self._attention():
+            if self.cross_frame_attention:
+                self.state.references = self._load_references(references)
+                if record:
+                    recording = AttentionRecord(metadata=self._record_metadata(frame_index, settings, *image.shape[:2]))
+                    self.state.recording = recording
+            if self.uses_controlnet:
+                options.update(control_image=self._control_image(image),
+                               controlnet_conditioning_scale=self.controlnet_conditioning_scale)
             with torch.inference_mode():
                 options["image"] = self._encode(image)
                 result = self.pipeline(**options).images[0]
-        finally:
-            self.state.reset()
-        styled = np.clip(np.rint(np.asarray(result, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
-        return _resize(styled, height, width), recording
+        return _resize(_to_uint8(result), height, width), recording
 
     def _record_metadata(self, frame_index: int, settings: dict, height: int, width: int) -> dict:
         prompt_digest = hashlib.sha256(f"{settings['prompt']}\0{settings['negative_prompt']}".encode()).hexdigest()
@@ -445,21 +460,3 @@ class DiffusionStylizer:
                 "steps": str(self.steps), "strength": repr(float(settings["strength"])),
                 "seed": str(int(settings["seed"])), "guidance": repr(float(settings["guidance"])),
                 "scheduler": type(self.pipeline.scheduler).__name__, "prompt_sha256": prompt_digest[:16]}
-
-
-def make_diffusion_stylizer(**options) -> DiffusionStylizer:
-    """Factory for :data:`restyle.stylize.BACKENDS` (``backend: diffusion`` in the config)."""
-    return DiffusionStylizer(**options)
-
-
-def keyframe_reference_paths(record_dir: str | os.PathLike, scene_keyframes: list[int],
-                             frame_index: int) -> list[Path]:
-    """Record files keyframe ``frame_index`` should reference: its scene's first and previous.
-
-    ``scene_keyframes`` are the scene's keyframe indices in order; records are expected at
-    ``record_dir / f"{index:05d}.safetensors"``.  The first keyframe references nothing.
-    """
-    from restyle.keyframes import reference_keyframes
-
-    return [Path(record_dir) / f"{index:05d}.safetensors"
-            for index in reference_keyframes(scene_keyframes, frame_index)]
