@@ -1,13 +1,14 @@
 """The workflow with the diffusion stylizer, on a tiny random model saved to disk."""
 
 import json
+import shutil
 
 import pytest
 
 pytest.importorskip("diffusers")
 
-from test_workflow import N_FRAMES, clip, one_line_error, planned_jobs, snakemake, write_config  # noqa: E402,F401
 from tiny_diffusion import save_tiny_sd  # noqa: E402
+from workflow_runs import N_FRAMES, one_line_error, planned_jobs, snakemake, write_config  # noqa: E402
 
 from restyle.video import probe_video  # noqa: E402
 
@@ -26,6 +27,8 @@ def diffusion_config(model, **extra):
 
 @pytest.fixture(scope="module")
 def diffused(tmp_path_factory, clip, model):
+    """A finished diffusion render, shared by this module's tests: read it, never change it
+    (a test that changes it works on a copy)."""
     workdir = tmp_path_factory.mktemp("diffusion-run")
     # measure keeps its defaults: a diffusion run must not stylize every frame to measure
     write_config(workdir, clip, stylizer=diffusion_config(model), output={"compare": False})
@@ -49,19 +52,21 @@ def test_diffusion_keyframes_render_a_video_and_records_chain_within_scenes(diff
     assert len(list(log)) == len(plan["keyframes"])
 
 
-def test_a_prompt_override_reruns_only_that_keyframe_its_gaps_and_the_assembly(diffused, clip, model):
+def test_a_prompt_override_reruns_only_that_keyframe_its_gaps_and_the_assembly(diffused, clip, model, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(diffused, workdir, symlinks=True)  # its files' times and Snakemake's records too
     override = {"clip": {6: {"prompt": "a charcoal drawing", "seed": 9}}}
-    write_config(diffused, clip, stylizer=diffusion_config(model, overrides=override), output={"compare": False})
-    jobs = planned_jobs(diffused)
+    write_config(workdir, clip, stylizer=diffusion_config(model, overrides=override), output={"compare": False})
+    jobs = planned_jobs(workdir)
     gaps = ["00000-00006", "00006-00012"]
     expected = {(rule, f"video=clip, gap={gap}") for gap in gaps
                 for rule in ("compute_flow", "synthesize_gap", "blend_gap")}
     expected |= {("stylize_keyframe", "video=clip, frame=00006"), ("encode_video", "video=clip"),
                  ("measure", "video=clip"), ("all", "")}
     assert jobs == expected
-    before = (diffused / "results" / "clip" / "styled_keyframes" / "00006.png").read_bytes()
-    snakemake(diffused)
-    assert (diffused / "results" / "clip" / "styled_keyframes" / "00006.png").read_bytes() != before
+    before = (workdir / "results" / "clip" / "styled_keyframes" / "00006.png").read_bytes()
+    snakemake(workdir)
+    assert (workdir / "results" / "clip" / "styled_keyframes" / "00006.png").read_bytes() != before
 
 
 def test_a_missing_model_is_a_one_line_error(tmp_path, clip):
