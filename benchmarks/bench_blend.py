@@ -39,7 +39,7 @@ import scipy
 import scipy.sparse
 import scipy.sparse.linalg
 
-from common import load_frames, machine, timed  # noqa: E402
+from common import GRAD_WEIGHT, load_frames, machine, timed  # noqa: E402
 
 from restyle import blend  # noqa: E402
 from restyle.flow import compute_flow  # noqa: E402
@@ -147,7 +147,7 @@ def main() -> None:
     blas = f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}"
     print(f"machine: {machine(f'scipy {scipy.__version__}', blas)}\n")
     frames = load_frames((LEFT, MIDDLE, RIGHT))
-    weights = np.asarray(blend.DEFAULT_GRAD_WEIGHT, np.float32)
+    weights = np.asarray(GRAD_WEIGHT, np.float32)
     rows_a, rows_b, notes = [], [], []
     for size in SIZES:
         label = f"{size[0]}x{size[1]}"
@@ -158,7 +158,7 @@ def main() -> None:
             stacked_matrix(h, w, wt)
         build_s = time.perf_counter() - build_start
 
-        fuse = lambda: blend.poisson_fusion(p["blended"], p["forward"], p["backward"], p["mask"])
+        fuse = lambda: blend.poisson_fusion(p["blended"], p["forward"], p["backward"], p["mask"], GRAD_WEIGHT)
         fuse()  # warm the eigenvalue cache and FFT plans, like the cached matrix
         # Interleave ours and lsqr so both see the same load on the shared machine.
         ours_t, lsqr_t = [], []
@@ -182,7 +182,7 @@ def main() -> None:
         hist_s, hist_cpu, _ = median_time(lambda: blend.histogram_blend(
             p["forward"], p["backward"], p["min_error"], p["d_b"] / (p["d_f"] + p["d_b"])), args.repeats)
         whole = lambda: blend.blend_passes(p["forward"], p["backward"], p["err_f"], p["err_b"],
-                                           p["d_f"], p["d_b"])
+                                           p["d_f"], p["d_b"], grad_weight=GRAD_WEIGHT)
         whole()
         whole_s, whole_cpu, _ = median_time(whole, args.repeats)
         rows_b.append((label, hist_s, hist_cpu, ours_s, ours_cpu, whole_s, whole_cpu))

@@ -19,7 +19,7 @@ began = time.perf_counter()
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import load_frames  # noqa: E402
+from common import PATCH_SETTINGS, load_frames  # noqa: E402
 from restyle.flow import compute_flow, occlusion_mask  # noqa: E402
 from restyle.guides import edge_guide, positional_guides  # noqa: E402
 from restyle.stylize import make_stylizer  # noqa: E402
@@ -50,7 +50,7 @@ def main() -> None:
 
     steps = [ChainStep(frames[t], edge_guide(frames[t]), pos, flow, occ)
              for (t, flow, occ), pos in zip(steps_in, positions)]
-    list(propagate_by_patches(styled, frames[START], edge_guide(frames[START]), steps, threads=2))
+    list(propagate_by_patches(styled, frames[START], edge_guide(frames[START]), steps, **PATCH_SETTINGS, threads=2))
     done = time.perf_counter()
 
     startup, work = started - prepared, done - started

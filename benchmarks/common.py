@@ -14,9 +14,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from restyle.preflight import schema_defaults  # noqa: E402
 from restyle.video import read_frames  # noqa: E402
 
 DEMO = REPO / "demo" / "demo.mp4"
+# The workflow's settings (the config schema's defaults), so a benchmark measures what runs.
+DEFAULTS = schema_defaults(REPO)
+PATCH_SETTINGS = {k: v for k, v in DEFAULTS["propagation"].items() if k != "method"}
+GRAD_WEIGHT = DEFAULTS["blend"]["grad_weight"]
 
 
 def load_frames(indices) -> dict[int, np.ndarray]:

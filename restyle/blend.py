@@ -25,9 +25,6 @@ import cv2
 import numpy as np
 import scipy.fft
 
-DEFAULT_GRAD_WEIGHT = (2.5, 0.5, 0.5)
-
-
 # --------------------------------------------------------------------------------------
 # Input checks and Lab conversion
 # --------------------------------------------------------------------------------------
@@ -264,7 +261,7 @@ def solve_screened_poisson(data: np.ndarray, grad_x: np.ndarray, grad_y: np.ndar
 
 
 def poisson_fusion(blended: np.ndarray, forward: np.ndarray, backward: np.ndarray,
-                   mask: np.ndarray, grad_weight=DEFAULT_GRAD_WEIGHT) -> np.ndarray:
+                   mask: np.ndarray, grad_weight) -> np.ndarray:
     """Colors of ``blended`` with the gradients of the chosen pass, seam-free.
 
     Per Lab channel ``c`` this solves (exactly, see :func:`solve_screened_poisson`)
@@ -282,8 +279,9 @@ def poisson_fusion(blended: np.ndarray, forward: np.ndarray, backward: np.ndarra
     mask : ndarray, bool (H, W)
         True where the backward pass is taken (nonzero counts as True).
     grad_weight : sequence of 3 floats
-        Gradient weights for L, a and b.  The default ``(2.5, 0.5, 0.5)`` holds lightness,
-        which carries the structure, to the chosen pass and lets color relax to the blend.
+        Gradient weights for L, a and b.  The workflow's (``blend.grad_weight`` in its
+        config schema) hold lightness, which carries the structure, to the chosen pass
+        more than color, which may relax to the blend.
 
     Returns
     -------
@@ -381,8 +379,8 @@ def choose_backward_mask(error_forward: np.ndarray, error_backward: np.ndarray,
 def blend_passes(forward: np.ndarray, backward: np.ndarray,
                  error_forward: np.ndarray, error_backward: np.ndarray,
                  distance_forward: float, distance_backward: float,
-                 carried_mask: np.ndarray | None = None,
-                 grad_weight=DEFAULT_GRAD_WEIGHT) -> tuple[np.ndarray, np.ndarray]:
+                 carried_mask: np.ndarray | None = None, *,
+                 grad_weight) -> tuple[np.ndarray, np.ndarray]:
     """Merge the forward and backward passes of one in-between frame.
 
     Pass selection (:func:`choose_backward_mask`) -> min-error image (each pixel from the

@@ -63,7 +63,6 @@ def propagate_frame(styled_keyframe: np.ndarray, keyframe: np.ndarray, frame: np
 GUIDE_NAMES = ("color", "edge", "positional", "temporal")
 # How a synthesized frame is read out of its matches (see :func:`propagate_by_patches`).
 PATCH_OUTPUTS = ("subpixel", "nearest", "vote")
-DEFAULT_GUIDE_WEIGHTS = {"color": 6.0, "edge": 0.5, "positional": 2.0, "temporal": 0.5}
 
 
 @dataclass(frozen=True)
@@ -88,10 +87,9 @@ def positional_image(position: np.ndarray, height: int, width: int) -> np.ndarra
 
 
 def propagate_by_patches(styled_keyframe: np.ndarray, keyframe: np.ndarray, keyframe_edge: np.ndarray,
-                         steps: Iterable[ChainStep], guide_weights: dict | None = None, *,
-                         patch_size: int = 5, uniformity: float = 3500.0, search_vote_iters: int = 2,
-                         patchmatch_iters: int = 1, seed: int = 0, output: str = "subpixel",
-                         coherence: float = 150.0,
+                         steps: Iterable[ChainStep], *, guide_weights: dict[str, float], patch_size: int,
+                         uniformity: float, search_vote_iters: int, patchmatch_iters: int, seed: int,
+                         output: str, coherence: float,
                          threads: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Carry a keyframe's look through a gap with guided patch synthesis (EbSynth-style).
 
@@ -102,18 +100,37 @@ def propagate_by_patches(styled_keyframe: np.ndarray, keyframe: np.ndarray, keyf
     starts from the positional guide on the first frame and from the previous frame's field
     moved along the flow afterwards, so a few iterations per frame suffice.
 
+    Parameters
+    ----------
+    styled_keyframe, keyframe, keyframe_edge : ndarray (H, W, 3)
+        The source: its stylized look, the frame itself and its edge guide.
+    steps : iterable of ChainStep
+        The frames to synthesize, in propagation order.
+    guide_weights, patch_size, uniformity, search_vote_iters, patchmatch_iters, seed, output, coherence
+        The ``propagation`` section of the workflow's config (its schema documents each and
+        holds the defaults): ``guide_weights`` weighs each of :data:`GUIDE_NAMES`; ``output``
+        is one of :data:`PATCH_OUTPUTS`; the rest go to :func:`restyle.synthesis.synthesize`.
+    threads : int, optional
+        Engine threads (numba's default without it).
+
     Yields
     ------
     (styled, error) for each step: uint8 (H, W, 3) and float32 (H, W) patch error.
+
+    References
+    ----------
+    Jamriska et al., "Stylizing Video by Example", SIGGRAPH 2019, doi:10.1145/3306346.3323006.
     """
     from restyle.synthesis import synthesize
 
     if output not in PATCH_OUTPUTS:
         raise ValueError(f"output must be one of {PATCH_OUTPUTS}, got {output!r}")
-    weights = dict(DEFAULT_GUIDE_WEIGHTS, **(guide_weights or {}))
-    unknown = set(weights) - set(GUIDE_NAMES)
-    if unknown:
-        raise ValueError(f"unknown guide(s) {sorted(unknown)}; guides are {GUIDE_NAMES}")
+    weights = dict(guide_weights)
+    if set(weights) != set(GUIDE_NAMES):
+        unknown, missing = sorted(set(weights) - set(GUIDE_NAMES)), sorted(set(GUIDE_NAMES) - set(weights))
+        raise ValueError(f"guide_weights needs a weight for each of {GUIDE_NAMES}"
+                         + (f"; unknown guide(s) {unknown}" if unknown else "")
+                         + (f"; missing {missing}" if missing else ""))
     height, width = keyframe.shape[:2]
     source_guides = [keyframe, keyframe_edge, positional_image(coordinate_image(height, width), height, width),
                      styled_keyframe]

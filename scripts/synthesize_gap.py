@@ -29,7 +29,7 @@ def propagate(direction):
                  in zip(gap_store.chain_links(flow, start, end, direction), positions))
         results = propagate_by_patches(
             styled_keyframe, keyframe, gap_store.read_edge(guides, direction, source), steps,
-            params.guide_weights, patch_size=params.patch_size, uniformity=params.uniformity,
+            guide_weights=params.guide_weights, patch_size=params.patch_size, uniformity=params.uniformity,
             search_vote_iters=params.search_vote_iters, patchmatch_iters=params.patchmatch_iters,
             seed=params.seed, output=params.output, coherence=params.coherence, threads=snakemake.threads)
     for t, (styled, error) in zip(order, results):

@@ -6,10 +6,15 @@ import pytest
 import scipy.sparse
 import scipy.sparse.linalg
 
+from pathlib import Path
+
 from restyle.blend import (blend_passes, choose_backward_mask, histogram_blend,
                            poisson_fusion, solve_screened_poisson)
+from restyle.preflight import schema_defaults
 
 SIZE = (48, 64)
+# The workflow's gradient weights (L, a, b), from the config schema.
+GRAD_WEIGHT = schema_defaults(Path(__file__).parents[1])["blend"]["grad_weight"]
 
 
 def textured(seed, size=SIZE, contrast=2.0, tint=(0, 0, 0)):
@@ -134,7 +139,7 @@ def test_poisson_fusion_changes_nothing_when_all_inputs_agree():
     image = textured(5, contrast=4.0)
     mask = np.random.default_rng(5).random(SIZE) > 0.5
 
-    fused = poisson_fusion(image, image, image, mask)
+    fused = poisson_fusion(image, image, image, mask, GRAD_WEIGHT)
 
     assert fused.dtype == np.uint8 and fused.shape == image.shape
     # The solver itself adds nothing; only 8-bit Lab storage costs anything.
@@ -146,7 +151,7 @@ def test_poisson_fusion_takes_backward_structure_inside_mask():
     blended = ((forward.astype(np.uint16) + backward) // 2).astype(np.uint8)
     mask = half_mask()
 
-    fused_l = lab(poisson_fusion(blended, forward, backward, mask))[..., 0]
+    fused_l = lab(poisson_fusion(blended, forward, backward, mask, GRAD_WEIGHT))[..., 0]
 
     inside = (slice(4, -4), slice(SIZE[1] // 2 + 4, -4))  # away from the seam and border
     def correlation(image):
@@ -162,7 +167,7 @@ def test_poisson_fusion_hides_seam_between_differently_tinted_passes():
     mask = half_mask()
     min_error = np.where(mask[..., None], backward, forward)  # a hard 30-level seam
 
-    fused_l = lab(poisson_fusion(min_error, forward, backward, mask))[..., 0]
+    fused_l = lab(poisson_fusion(min_error, forward, backward, mask, GRAD_WEIGHT))[..., 0]
     seam_l = lab(min_error)[..., 0]
 
     seam = SIZE[1] // 2 - 1
@@ -174,7 +179,7 @@ def test_poisson_fusion_hides_seam_between_differently_tinted_passes():
 def test_poisson_fusion_rejects_wrong_mask_size():
     image = textured(9)
     with pytest.raises(ValueError, match=r"mask must have shape \(48, 64\)"):
-        poisson_fusion(image, image, image, np.zeros((48, 63), bool))
+        poisson_fusion(image, image, image, np.zeros((48, 63), bool), GRAD_WEIGHT)
 
 
 def test_poisson_fusion_rejects_wrong_grad_weight():
@@ -320,7 +325,7 @@ def test_blend_passes_returns_frame_and_the_mask_it_used():
     rng = np.random.default_rng(24)
     error_forward, error_backward = rng.random(SIZE), rng.random(SIZE)
 
-    frame, mask = blend_passes(forward, backward, error_forward, error_backward, 4, 6)
+    frame, mask = blend_passes(forward, backward, error_forward, error_backward, 4, 6, grad_weight=GRAD_WEIGHT)
 
     assert frame.dtype == np.uint8 and frame.shape == forward.shape
     assert mask.dtype == bool and mask.shape == SIZE
@@ -331,7 +336,7 @@ def test_blend_passes_lets_identical_passes_through():
     image = textured(26, contrast=3.0)
     errors = np.random.default_rng(26).random((2,) + SIZE)
 
-    frame, _ = blend_passes(image, image, errors[0], errors[1], 3, 7)
+    frame, _ = blend_passes(image, image, errors[0], errors[1], 3, 7, grad_weight=GRAD_WEIGHT)
 
     assert max_abs_diff(frame, image) <= 1
 
@@ -340,7 +345,7 @@ def test_blend_passes_follows_the_nearer_keyframe():
     forward, backward = textured(27, contrast=3.0), textured(28, contrast=3.0)
     error = np.ones(SIZE)
 
-    frame, mask = blend_passes(forward, backward, error, error, 1, 9)
+    frame, mask = blend_passes(forward, backward, error, error, 1, 9, grad_weight=GRAD_WEIGHT)
 
     assert not mask.any()
     frame_l, forward_l, backward_l = (lab(x)[..., 0].ravel() for x in (frame, forward, backward))
@@ -351,4 +356,4 @@ def test_blend_passes_follows_the_nearer_keyframe():
 def test_blend_passes_rejects_error_map_of_wrong_size():
     image = textured(29)
     with pytest.raises(ValueError, match=r"error_forward must have shape \(48, 64\)"):
-        blend_passes(image, image, np.ones((48, 63)), np.ones(SIZE), 1, 1)
+        blend_passes(image, image, np.ones((48, 63)), np.ones(SIZE), 1, 1, grad_weight=GRAD_WEIGHT)

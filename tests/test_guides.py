@@ -1,10 +1,17 @@
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
 from restyle.flow import compute_flow, occlusion_mask, warp
 from restyle.guides import coordinate_image, edge_guide, fill_holes, positional_guides
+from restyle.preflight import schema_defaults
 from restyle.propagate import propagate_frame
+
+# The workflow's propagation settings, from the config schema (the one home of defaults).
+PATCH_SETTINGS = {k: v for k, v in schema_defaults(Path(__file__).parents[1])["propagation"].items()
+                  if k != "method"}
 
 
 def texture(seed=0, shape=(64, 80)):
@@ -121,7 +128,8 @@ def test_patch_propagation_follows_the_motion_and_is_deterministic():
     def run():
         steps = [ChainStep(f, edge_guide(f), p, fl, o)
                  for f, p, fl, o in zip(frames[1:], positions, to_previous, occlusions)]
-        return list(propagate_by_patches(styled_key, frames[0], edge_guide(frames[0]), steps, threads=1))
+        return list(propagate_by_patches(styled_key, frames[0], edge_guide(frames[0]), steps, **PATCH_SETTINGS,
+                                          threads=1))
 
     first, second = run(), run()
     assert len(first) == 3
@@ -135,12 +143,16 @@ def test_patch_propagation_follows_the_motion_and_is_deterministic():
     assert np.abs(first[-1][0][inner].astype(int) - (255 - frames[3])[inner]).mean() < 8
 
 
-def test_patch_propagation_rejects_unknown_guides():
+def test_patch_propagation_needs_exactly_a_weight_per_guide():
     from restyle.propagate import propagate_by_patches
 
     frame = texture(8)
-    with pytest.raises(ValueError, match="unknown guide"):
-        list(propagate_by_patches(frame, frame, frame, [], {"depth": 1.0}))
+    with pytest.raises(ValueError, match=r"unknown guide\(s\) \['depth'\]"):
+        list(propagate_by_patches(frame, frame, frame, [], **dict(PATCH_SETTINGS, guide_weights={
+            **PATCH_SETTINGS["guide_weights"], "depth": 1.0})))
+    with pytest.raises(ValueError, match=r"missing \['temporal'\]"):
+        list(propagate_by_patches(frame, frame, frame, [], **dict(PATCH_SETTINGS, guide_weights={
+            "color": 1.0, "edge": 1.0, "positional": 1.0})))
 
 
 def test_advect_positions_moves_sub_pixel_and_keeps_the_fraction():
@@ -167,8 +179,10 @@ def test_patch_output_modes_all_reproduce_a_translation(output):
     steps = [ChainStep(f, edge_guide(f), p, fl, o) for f, p, fl, o in
              zip(frames[1:], positional_guides(to_previous, occlusions), to_previous, occlusions)]
     styled_key = 255 - frames[0]
-    results = list(propagate_by_patches(styled_key, frames[0], edge_guide(frames[0]), steps, output=output, threads=1))
+    settings = dict(PATCH_SETTINGS, output=output)
+    results = list(propagate_by_patches(styled_key, frames[0], edge_guide(frames[0]), steps, **settings, threads=1))
     inner = (slice(12, -12), slice(12, -12))
     assert np.abs(results[-1][0][inner].astype(int) - (255 - frames[2])[inner]).mean() < 8
     with pytest.raises(ValueError, match="output must be"):
-        list(propagate_by_patches(styled_key, frames[0], edge_guide(frames[0]), steps, output="blur"))
+        list(propagate_by_patches(styled_key, frames[0], edge_guide(frames[0]), steps,
+                                  **dict(PATCH_SETTINGS, output="blur")))
