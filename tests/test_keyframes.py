@@ -50,12 +50,24 @@ def test_painted_frames_become_keyframes_and_split_gaps():
         plan(30, [], 10, extra_keyframes=(30,))
 
 
-def test_every_frame_is_a_keyframe_or_inside_exactly_one_gap():
-    manifest = plan(83, [17, 40, 41], 7)
+@pytest.mark.parametrize("n_frames, cuts, interval, extra", [
+    (83, [17, 40, 41], 7, ()),
+    (30, [], 10, (11, 14)),  # painted 11 next to keyframe 10: no gap between them
+])
+def test_every_frame_is_a_keyframe_or_inside_exactly_one_gap(n_frames, cuts, interval, extra):
+    manifest = plan(n_frames, cuts, interval, extra_keyframes=extra)
+    keys = manifest["keyframes"]
+    # Counted over the gaps themselves: overlapping gaps would propagate a frame twice.
+    for t in range(n_frames):
+        holding = [g["name"] for g in manifest["gaps"] if g["start"] < t < g["end"]]
+        assert len(holding) == (0 if t in keys else 1), (t, holding)
+    # Each gap runs between two consecutive keyframes, so it shares only its ends with others.
+    consecutive = set(zip(keys, keys[1:]))
+    assert all((g["start"], g["end"]) in consecutive for g in manifest["gaps"])
     sources = frame_sources(manifest)
-    assert len(sources) == 83
+    assert len(sources) == n_frames
     for t, gap in enumerate(sources):
-        assert (gap is None) == (t in manifest["keyframes"])
+        assert (gap is None) == (t in keys)
 
 
 def test_gap_frame_orders_are_reverses_and_inbetweens_exclude_keys():
