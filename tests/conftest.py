@@ -1,5 +1,24 @@
+"""Fixtures shared by the test modules.
+
+Plain helpers are modules of their own, importable from every test file: tests/clips.py
+(synthetic clips) and tests/workflow_runs.py (running the workflow).
+"""
+
 import sys
 from pathlib import Path
 
-# tests/clips.py is a helper module, importable from every test file.
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
+
+from clips import make_test_clip  # noqa: E402
+from workflow_runs import CUT, N_FRAMES  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory) -> Path:
+    """The standard workflow clip (read only): N_FRAMES frames, 96x64, 24 fps, a hard cut at
+    CUT, AAC audio."""
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    make_test_clip(path, n_frames=N_FRAMES, size=(96, 64), cut_at=CUT, audio=True)
+    return path

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from clips import make_test_clip
-from test_workflow import REPO, snakemake, without_slurm, write_config
+from workflow_runs import REPO, snakemake, without_slurm, write_config
 
 from restyle.io import directory_is_complete
 

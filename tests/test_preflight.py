@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from clips import make_reproducible_clip, overwrite_bytes
-from test_workflow import clip, one_line_error, snakemake, write_config  # noqa: F401
+from workflow_runs import REPO, one_line_error, snakemake, write_config
 
 from restyle import preflight
 
@@ -48,12 +48,19 @@ def test_nested_dash_dash_config_values_get_their_schema_types(tmp_path, clip, o
 
 
 def test_command_line_strings_are_coerced_only_where_the_schema_wants_another_type():
-    schema = preflight.load_schema(preflight.Path(__file__).parents[1])
+    schema = preflight.load_schema(REPO)
     config = {"videos": {"7": "12"}, "keyframes": {"interval": "5", "extra": {"7": ["3", "9"]}},
               "width": "null", "keep_intermediate": "true", "flow": {"preset": "fast"}}
     preflight.coerce_command_line(config, dict(config), schema)
     assert config == {"videos": {"7": "12"}, "keyframes": {"interval": 5, "extra": {"7": [3, 9]}},
                       "width": None, "keep_intermediate": True, "flow": {"preset": "fast"}}
+
+
+def test_config_errors_are_one_line_each():
+    errors = preflight.check_config({"videos": {"a": "x.mp4"}, "keyframes": {"interval": 0}, "flow": {"preset": "x"}}, REPO)
+    assert len(errors) == 2
+    assert all("\n" not in e and "config.yaml" in e for e in errors)
+    assert preflight.check_config({"videos": {"a": "x.mp4"}}, REPO) == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,6 +85,25 @@ def test_settings_for_a_video_that_does_not_exist_are_errors(tmp_path, clip, sec
         write_config(tmp_path, clip, stylizer={"overrides": {"nosuchvideo": {5: {"seed": 1}}}})
     message = one_line_error(tmp_path)
     assert "nosuchvideo" in message and "no video" in message and "clip" in message
+
+
+def test_painted_files_are_found_by_frame_number(tmp_path):
+    for name in ("0010.png", "7.jpg", "notes.txt", ".DS_Store"):
+        (tmp_path / name).write_bytes(b"")
+    assert {k: p.name for k, p in preflight.painted_files(tmp_path).items()} == {7: "7.jpg", 10: "0010.png"}
+    (tmp_path / "cover.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="cover.png: painted keyframes are named by frame number"):
+        preflight.painted_files(tmp_path)
+    (tmp_path / "cover.png").unlink()
+    (tmp_path / "00010.tif").write_bytes(b"")
+    with pytest.raises(ValueError, match="painted twice"):
+        preflight.painted_files(tmp_path)
+    assert preflight.painted_files(tmp_path / "missing") == {}
+
+
+def test_painted_frame_off_the_keyframes_names_the_fix():
+    errors = preflight.check_painted_are_keyframes({7: "painted/v/7.png", 10: "painted/v/10.png"}, [0, 10, 20], "v")
+    assert len(errors) == 1 and "painted/v/7.png" in errors[0] and "keyframes.extra: {v: [7]}" in errors[0]
 
 
 def test_a_painted_folder_of_an_unknown_video_is_a_warning(tmp_path, clip):
@@ -130,8 +156,8 @@ def test_a_video_damaged_in_the_middle_is_refused_with_the_frames_and_the_fix(tm
 
 def test_disk_estimate_grows_with_the_video_and_with_kept_intermediates():
     info = {"clip": {"size": (1920, 1080), "probe": {"n_frames": 1000}}}
-    base = preflight.disk_needed_mb(info, {"keyframes": {"interval": 10}}, cores=2)
-    kept = preflight.disk_needed_mb(info, {"keyframes": {"interval": 10}, "keep_intermediate": True}, cores=2)
+    base = preflight.disk_needed_mb(info, interval=10, keep_intermediate=False, cores=2)
+    kept = preflight.disk_needed_mb(info, interval=10, keep_intermediate=True, cores=2)
     assert 10_000 < base < 20_000  # kept frames and blended frames of 1,000 1080p frames plus two gaps
     assert kept > 5 * base
 

@@ -9,6 +9,7 @@ only where neither is possible.
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -17,8 +18,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from clips import make_test_clip
-from test_workflow import CUT, N_FRAMES, REPO, announced_jobs, snakemake, write_config
+from workflow_runs import REPO, announced_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.slow  # whole workflow runs on a real SLURM
 
@@ -137,11 +137,9 @@ def submissions(output: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def clusters_run(slurm_cluster, tmp_path_factory):
+def clusters_run(slurm_cluster, tmp_path_factory, clip):
     """The same clip and config rendered locally and through SLURM."""
     base = tmp_path_factory.mktemp("slurm")
-    clip = base / "clip.mp4"
-    make_test_clip(clip, n_frames=N_FRAMES, size=(96, 64), cut_at=CUT, audio=True)
     local, cluster = base / "local", base / "cluster"
     for workdir in (local, cluster):
         workdir.mkdir()
@@ -149,6 +147,18 @@ def clusters_run(slurm_cluster, tmp_path_factory):
     snakemake(local, TARGET)
     result = snakemake(cluster, *SLURM, TARGET, env=JOB_BLOCKS, on_cluster=True)
     return local, cluster, result.stdout + result.stderr
+
+
+@pytest.fixture
+def own_clusters_run(clusters_run, tmp_path):
+    """Copies of ``clusters_run``'s two workdirs for one test to change, with the same output:
+    its renders are shared by this module's tests and never changed (rendering again through
+    SLURM costs minutes, copying a fraction of a second)."""
+    local, cluster, output = clusters_run
+    copies = tmp_path / "local", tmp_path / "cluster"
+    for workdir, copy in zip((local, cluster), copies):
+        shutil.copytree(workdir, copy, symlinks=True)
+    return (*copies, output)
 
 
 def test_slurm_render_has_the_local_bytes_in_few_submissions(clusters_run):
@@ -166,8 +176,8 @@ def test_slurm_render_has_the_local_bytes_in_few_submissions(clusters_run):
     assert len(jobs) == 4 + len(plan["keyframes"]) + 3 * len(plan["gaps"]) > 25
 
 
-def test_slurm_repaint_resubmits_only_that_keyframes_jobs(clusters_run):
-    local, cluster, _ = clusters_run
+def test_slurm_repaint_resubmits_only_that_keyframes_jobs(own_clusters_run):
+    local, cluster, _ = own_clusters_run
     styled = cv2.imread(str(cluster / "results" / "clip" / "styled_keyframes" / "00006.png"))
     for workdir in (local, cluster):
         (workdir / "painted" / "clip").mkdir(parents=True)
@@ -184,8 +194,8 @@ def test_slurm_repaint_resubmits_only_that_keyframes_jobs(clusters_run):
     assert (cluster / TARGET).read_bytes() == (local / TARGET).read_bytes()
 
 
-def test_slurm_failing_job_is_reported_with_its_log(clusters_run):
-    _, cluster, _ = clusters_run
+def test_slurm_failing_job_is_reported_with_its_log(own_clusters_run):
+    _, cluster, _ = own_clusters_run
     # A frame damaged on disk after extraction: the flows of its gap cannot be computed.
     (cluster / "results" / "clip" / "frames" / "00002.png").write_bytes(b"not a png")
     flow = cluster / "results" / "clip" / "flow" / "00000-00006"

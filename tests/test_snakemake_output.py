@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from test_workflow import without_slurm
+from workflow_runs import REPO, without_slurm
 
 pytestmark = pytest.mark.slow  # real Snakemake runs
-
-REPO = Path(__file__).resolve().parents[1]
 
 SNAKEFILE = f"""
 import sys

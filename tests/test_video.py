@@ -40,8 +40,9 @@ def stream_durations(path) -> tuple[float, float | None]:
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    """The standard test clip: 24 frames, 96x64, 24 fps, cut at frame 12, AAC audio."""
+def clip_and_frames(tmp_path_factory):
+    """make_test_clip's defaults (24 frames, 96x64, 24 fps, cut at frame 12, AAC audio): the
+    file and the frames encoded into it."""
     path = tmp_path_factory.mktemp("clip") / "clip.mp4"
     frames = make_test_clip(path)
     return path, frames
@@ -50,8 +51,8 @@ def clip(tmp_path_factory):
 # ------------------------------------------------------------------------------------ probe
 
 
-def test_probe_reports_rate_count_size_and_audio(clip):
-    path, frames = clip
+def test_probe_reports_rate_count_size_and_audio(clip_and_frames):
+    path, frames = clip_and_frames
     info = probe_video(path)
     assert info["fps_fraction"] == "24/1"
     assert info["fps"] == 24.0
@@ -75,8 +76,8 @@ def test_probe_counts_frames_by_decoding_when_container_does_not_say(tmp_path):
 # ------------------------------------------------------------------------------------ read
 
 
-def test_read_frames_yields_every_frame_close_to_the_source(clip):
-    path, frames = clip
+def test_read_frames_yields_every_frame_close_to_the_source(clip_and_frames):
+    path, frames = clip_and_frames
     decoded = list(read_frames(path))
     assert len(decoded) == len(frames)
     for got, want in zip(decoded, frames):
@@ -85,8 +86,8 @@ def test_read_frames_yields_every_frame_close_to_the_source(clip):
 
 
 @pytest.mark.parametrize("width", [48, 50, 47, 200])
-def test_read_frames_resizes_to_even_dims_keeping_aspect(clip, width):
-    path, _ = clip
+def test_read_frames_resizes_to_even_dims_keeping_aspect(clip_and_frames, width):
+    path, _ = clip_and_frames
     decoded = list(read_frames(path, width=width))
     h, w = decoded[0].shape[:2]
     assert w % 2 == 0 and h % 2 == 0
@@ -470,7 +471,7 @@ def test_edit_list_trimmed_start_reads_the_probed_frame_count(tmp_path):
     assert len(list(read_frames(path))) == 9
 
 
-def test_decode_errors_mode_is_checked(clip):
-    path, _ = clip
+def test_decode_errors_mode_is_checked(clip_and_frames):
+    path, _ = clip_and_frames
     with pytest.raises(ValueError, match="decode_errors"):
         probe_video(path, decode_errors="ignore")

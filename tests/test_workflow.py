@@ -1,98 +1,36 @@
 """The real workflow, run by Snakemake on tiny generated clips."""
 
 import json
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
+import shutil
 
 import cv2
 import numpy as np
 import pytest
 import yaml
 
-from clips import make_test_clip, make_undecodable_clip
+from clips import make_undecodable_clip
+from workflow_runs import CUT, N_FRAMES, REPO, one_line_error, planned_jobs, snakemake, write_config
+
 from restyle.video import probe_video, read_frames
-
-REPO = Path(__file__).resolve().parents[1]
-N_FRAMES, CUT, INTERVAL = 30, 16, 6
-
-
-def write_config(workdir: Path, video: Path, **overrides) -> Path:
-    config = {
-        "videos": {"clip": str(video)},
-        "keyframes": {"interval": INTERVAL, "painted_dir": str(workdir / "painted" / "{video}")},
-        "scenes": {"min_scene_len": 4},
-        # Ink outlines re-decided on every frame flicker visibly: a clear baseline to beat.
-        "stylizer": {"backend": "builtin", "look": "cartoon"},
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            config.setdefault(key, {}).update(value)
-        else:
-            config[key] = value
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def without_slurm(env: dict | None = None) -> dict:
-    """``env`` (default: this process's) for a Snakemake that uses no cluster: a ``scontrol``
-    that fails at once (tests/no_slurm/scontrol) comes first on PATH, sparing the ~10 s the
-    SLURM plugin waits at each start where SLURM is installed but not running."""
-    env = dict(os.environ if env is None else env)
-    env["PATH"] = os.pathsep.join([str(Path(__file__).parent / "no_slurm"), env.get("PATH", "")])
-    return env
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True, on_cluster: bool = False,
-              **popen) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
-    if not on_cluster:
-        popen["env"] = without_slurm(popen.get("env"))
-    result = subprocess.run(command, capture_output=True, text=True, **popen)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-def announced_jobs(output: str) -> set[tuple[str, str]]:
-    """(rule, wildcards) of every job Snakemake's output announces, grouped or not."""
-    jobs, current = set(), None
-    for line in output.splitlines():
-        rule = re.match(r"\s*(?:local)?(?:rule|checkpoint) (\w+):", line)
-        if rule:
-            current = [rule.group(1), ""]
-            jobs.add(tuple(current))
-            continue
-        wildcards = re.match(r"\s*wildcards: (.*)", line)
-        if wildcards and current:
-            jobs.discard(tuple(current))
-            current[1] = wildcards.group(1)
-            jobs.add(tuple(current))
-    return jobs
-
-
-def planned_jobs(workdir: Path) -> set[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run would execute."""
-    return announced_jobs(snakemake(workdir, "-n").stdout)
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clip")
-    path = folder / "clip.mp4"
-    make_test_clip(path, n_frames=N_FRAMES, size=(96, 64), cut_at=CUT, audio=True)
-    return path
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory, clip):
+    """A finished render of ``clip``, shared by this module's tests: read it, never change it
+    (a test that changes a render takes ``own_render``)."""
     workdir = tmp_path_factory.mktemp("run")
     write_config(workdir, clip)
     snakemake(workdir)
+    return workdir
+
+
+@pytest.fixture
+def own_render(rendered, tmp_path):
+    """A finished render for one test to change: a copy of ``rendered`` (its files' times,
+    Snakemake's records and its config, whose paths are all relative to the workdir or
+    outside it), far cheaper than rendering again."""
+    workdir = tmp_path / "run"
+    shutil.copytree(rendered, workdir, symlinks=True)
     return workdir
 
 
@@ -153,35 +91,25 @@ def test_nothing_to_do_on_a_second_run(rendered):
 
 
 @pytest.mark.slow
-def test_repainting_a_keyframe_reruns_only_its_two_gaps_and_the_assembly(rendered):
-    out = rendered / "results" / "clip"
+def test_repainting_a_keyframe_reruns_only_its_two_gaps_and_the_assembly(own_render):
+    out = own_render / "results" / "clip"
     plan = json.loads((out / "keyframes.json").read_text())
     gaps = [g["name"] for g in plan["gaps"] if 6 in (g["start"], g["end"])]
     assert gaps == ["00000-00006", "00006-00012"]
     painted = 255 - cv2.imread(str(out / "styled_keyframes" / "00006.png"))
-    (rendered / "painted" / "clip").mkdir(parents=True)
-    cv2.imwrite(str(rendered / "painted" / "clip" / "0006.png"), painted)
+    (own_render / "painted" / "clip").mkdir(parents=True)
+    cv2.imwrite(str(own_render / "painted" / "clip" / "0006.png"), painted)
 
-    jobs = planned_jobs(rendered)
+    jobs = planned_jobs(own_render)
     per_gap = {(rule, f"video=clip, gap={gap}") for gap in gaps
                for rule in ("compute_flow", "synthesize_gap", "blend_gap")}
     expected = per_gap | {("stylize_keyframe", "video=clip, frame=00006"),
-                                     ("encode_video", "video=clip"), ("encode_compare", "video=clip"),
-                                     ("measure", "video=clip"), ("all", "")}
+                          ("encode_video", "video=clip"), ("encode_compare", "video=clip"),
+                          ("measure", "video=clip"), ("all", "")}
     assert jobs == expected
 
-    snakemake(rendered)
+    snakemake(own_render)
     np.testing.assert_array_equal(cv2.imread(str(out / "styled_keyframes" / "00006.png")), painted)
-
-
-def one_line_error(workdir: Path) -> str:
-    result = snakemake(workdir, "-n", check=False)
-    assert result.returncode != 0
-    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("restyle: error:")]
-    assert len(errors) == 1, lines
-    assert "Traceback" not in result.stderr
-    return errors[0]
 
 
 def test_missing_video_is_a_one_line_error(tmp_path):
@@ -231,16 +159,12 @@ def test_painted_keyframe_of_the_wrong_size_or_unreadable_is_a_one_line_error(tm
 
 
 @pytest.mark.slow
-def test_painted_frame_off_the_keyframes_is_reported(rendered):
-    painted = rendered / "painted" / "clip"
-    painted.mkdir(parents=True, exist_ok=True)
-    image = np.zeros((64, 96, 3), np.uint8)
-    cv2.imwrite(str(painted / "00007.png"), image)
-    try:
-        message = one_line_error(rendered)
-        assert "00007.png" in message and "keyframes.extra" in message
-    finally:
-        (painted / "00007.png").unlink()
+def test_painted_frame_off_the_keyframes_is_reported(own_render):
+    painted = own_render / "painted" / "clip"
+    painted.mkdir(parents=True)
+    cv2.imwrite(str(painted / "00007.png"), np.zeros((64, 96, 3), np.uint8))
+    message = one_line_error(own_render)
+    assert "00007.png" in message and "keyframes.extra" in message
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from test_workflow import REPO, without_slurm
+from workflow_runs import REPO, without_slurm
 
 RULE_FILES = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
 

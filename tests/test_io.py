@@ -1,0 +1,103 @@
+"""restyle.io: images, directory outputs that appear whole or not at all, and rule scripts'
+errors (one line on the terminal, the whole story in the job's log)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from workflow_runs import REPO
+
+from restyle import io
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_images_round_trip_in_rgb_and_leave_no_temporary_files(tmp_path):
+    image = np.zeros((4, 6, 3), np.uint8)
+    image[..., 0] = 200  # red
+    io.write_image(tmp_path / "a.png", image)
+    np.testing.assert_array_equal(io.read_image(tmp_path / "a.png"), image)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+    # Readable by others as any new file would be, not private like a temporary file.
+    assert (tmp_path / "a.png").stat().st_mode & 0o044 == 0o044 & ~current_umask()
+
+
+def test_unreadable_image_error_names_the_file(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    with pytest.raises(io.ImageError, match="bad.png: cannot read"):
+        io.read_image(tmp_path / "bad.png")
+
+
+def test_staged_directory_appears_only_on_success(tmp_path):
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with io.staged_directory(target) as folder:
+            (folder / "x").write_text("half")
+            raise RuntimeError("killed")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    with io.staged_directory(target) as folder:
+        (folder / "x").write_text("whole")
+    assert (target / "x").read_text() == "whole"
+
+
+def test_a_directory_output_with_a_file_removed_is_incomplete_and_swept(tmp_path):
+    for name in ("00000-00004", "00004-00008"):
+        with io.staged_directory(tmp_path / name) as folder:
+            (folder / "fwd").mkdir()
+            for t in range(3):
+                io.write_image(folder / "fwd" / f"edge_{t:05d}.png", np.zeros((4, 4), np.uint8))
+    assert io.directory_is_complete(tmp_path / "00000-00004")
+    (tmp_path / "00004-00008" / "fwd" / "edge_00001.png").unlink()  # as a killed rmtree leaves it
+    (tmp_path / ".00008-00012.staging").mkdir()  # a writer's staging folder: not ours to judge
+    assert not io.directory_is_complete(tmp_path / "00004-00008")
+    assert io.remove_incomplete_directories(tmp_path) == [tmp_path / "00004-00008"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".00008-00012.staging", "00000-00004"]
+
+
+def test_rewriting_a_directory_output_never_shows_a_partial_one(tmp_path, monkeypatch):
+    target = tmp_path / "out"
+    with io.staged_directory(target) as folder:
+        (folder / "a").write_text("old")
+    seen = []
+    real_replace = io.os.replace
+
+    def watching_replace(src, dst):
+        seen.append(io.directory_is_complete(target) if target.exists() else None)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", watching_replace)
+    with io.staged_directory(target) as folder:
+        (folder / "a").write_text("new")
+    assert None not in seen[:1] and all(state in (True, None) for state in seen)
+    assert (target / "a").read_text() == "new" and io.directory_is_complete(target)
+
+
+# --------------------------------------------------------------------------------------------
+# a rule script's errors
+
+
+def test_a_one_line_error_of_a_rule_script_reaches_the_terminal_without_traceback(tmp_path):
+    log = tmp_path / "job.log"
+    script = (f"from restyle import io; io.log_to({str(log)!r}); "
+              "raise io.ImageError('frames/00007.png: cannot read this image')")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "restyle: error: frames/00007.png: cannot read this image"
+    assert "Traceback" in log.read_text()  # the log keeps the whole story
+
+
+def test_a_rule_scripts_uncaught_error_lands_in_its_log(tmp_path):
+    log = tmp_path / "job.log"
+    script = f"from restyle import io; io.log_to({str(log)!r}); raise ValueError('frame 7 is damaged')"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPO)
+    assert result.returncode == 1
+    assert "ValueError: frame 7 is damaged" in log.read_text()
+    assert "ValueError: frame 7 is damaged" in result.stderr  # still on stderr for the job's output
