@@ -26,14 +26,19 @@ from restyle.diffusion import (
     record_size_bytes,
     torch_settings,
 )
+from restyle.preflight import load_schema, schema_defaults
 
-# Few steps keep each run well under a second on 2 CPU cores; 6 x 0.85 -> 5 denoising steps.
-# The other settings are the config schema's defaults (test_the_config_schema_supplies_...).
-FAST = dict(prompt="an oil painting", negative_prompt="", steps=6, strength=0.85, guidance=7.5, seed=3,
-            scheduler="ddim", shared_noise=True, cross_frame_attention=True, control="canny",
-            controlnet_conditioning_scale=1.0)
-# stylize_batch's settings, as the config schema's defaults give them (none: no deflickering).
-BATCH = dict(deflicker_steps=(), deflicker_weight=1.0, deflicker_radius=1, flow_preset="medium")
+CONFIG = schema_defaults(Path(__file__).resolve().parents[1])
+# The stylizer's settings as the workflow passes them from its config's defaults (by the
+# library's names), with few steps: 6 x 0.85 -> 5 denoising steps keep each run well under
+# a second on 2 CPU cores.
+FAST = {**{name: CONFIG["stylizer"][name] for name in ("negative_prompt", "guidance", "scheduler", "shared_noise",
+                                                       "cross_frame_attention", "control")},
+        "controlnet_conditioning_scale": CONFIG["stylizer"]["controlnet_scale"],
+        "prompt": "an oil painting", "steps": 6, "strength": 0.85, "seed": 3}
+# stylize_batch's settings from the config's defaults: no deflickering.
+BATCH = {**{name: CONFIG["stylizer"][name] for name in ("deflicker_steps", "deflicker_weight", "deflicker_radius")},
+         "flow_preset": CONFIG["flow"]["preset"]}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -422,22 +427,19 @@ def test_torch_settings_apply_inside_the_block_only():
 
 def test_the_config_schema_supplies_every_setting_the_stylizer_requires():
     # The workflow passes its config's stylizer section as is (restyle.stylize.diffusion_stylizer
-    # renames controlnet_scale), and the library has no default of its own for these: the
-    # schema must fill every one.  (Its scheduler and control choices: test_config_schema.py.)
+    # renames controlnet_scale), and the library has no default of its own for these: FAST
+    # holds each (from the schema's defaults).  The schema's scheduler and control choices are
+    # checked in test_config_schema.py.
     import inspect
 
-    from restyle import preflight
     from restyle.diffusion.stylizer import OVERRIDE_KEYS
 
-    schema = preflight.load_schema(Path(__file__).resolve().parents[1])
-    stylizer = schema["properties"]["stylizer"]["properties"]
-    config_name = {"controlnet_conditioning_scale": "controlnet_scale"}
-    required = [name for name, parameter in inspect.signature(DiffusionStylizer).parameters.items()
-                if parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty]
-    assert set(required) == set(FAST)
-    for name in [config_name.get(name, name) for name in required] + [name for name in BATCH if name != "flow_preset"]:
-        assert "default" in stylizer[name], name
-    assert "default" in schema["properties"]["flow"]["properties"]["preset"]
+    required = {name for name, parameter in inspect.signature(DiffusionStylizer).parameters.items()
+                if parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty}
+    assert required == set(FAST)
+    batch = inspect.signature(DiffusionStylizer.stylize_batch).parameters
+    assert {name for name, parameter in batch.items() if parameter.kind is parameter.KEYWORD_ONLY} == set(BATCH)
+    stylizer = load_schema(Path(__file__).resolve().parents[1])["properties"]["stylizer"]["properties"]
     override = stylizer["overrides"]["additionalProperties"]["additionalProperties"]
     assert set(override["properties"]) == set(OVERRIDE_KEYS)
 
