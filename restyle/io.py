@@ -286,24 +286,6 @@ def job_log(path: str | os.PathLike) -> Iterator[None]:
         raise
 
 
-def log_to(path: str | os.PathLike) -> None:
-    """TEMPORARY during the refactor: scripts move to :func:`job_log`."""
-    import logging
-
-    logging.basicConfig(filename=str(path), level=logging.INFO, force=True,
-                        format="%(asctime)s %(levelname)s %(message)s")
-    previous_hook = sys.excepthook
-
-    def log_uncaught(kind, error, traceback):
-        logging.getLogger("restyle").error("%s: %s", kind.__name__, error, exc_info=(kind, error, traceback))
-        if isinstance(error, RestyleError):
-            print(f"restyle: error: {error}", file=sys.stderr)
-            return
-        previous_hook(kind, error, traceback)
-
-    sys.excepthook = log_uncaught
-
-
 def read_frame(frames_dir: str | os.PathLike, index: int) -> np.ndarray:
     """Frame ``index`` of an extracted frame folder."""
     return read_image(Path(frames_dir) / frame_name(index))

@@ -102,7 +102,7 @@ LOOKS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 class BuiltinStylizer:
     """One of the named OpenCV looks in :data:`LOOKS`."""
 
-    def __init__(self, look: str = "oil"):
+    def __init__(self, look: str):
         if look not in LOOKS:
             raise ValueError(f"unknown built-in look {look!r}; use one of {sorted(LOOKS)}")
         self.look = look
@@ -113,8 +113,8 @@ class BuiltinStylizer:
         return LOOKS[self.look](np.ascontiguousarray(frame))
 
 
-def diffusion_stylizer(model: str | None = None, controlnet: str | None = None,
-                       controlnet_scale: float = 1.0, **options) -> Stylizer:
+def diffusion_stylizer(model: str | None, controlnet: str | None, controlnet_scale: float,
+                       **options) -> Stylizer:
     """The diffusion backend (needs the ``diffusion`` extra), with the config's option names.
 
     ``model`` is a local diffusers directory or ``.safetensors`` checkpoint, ``controlnet``

@@ -85,8 +85,8 @@ def test_rewriting_a_directory_output_never_shows_a_partial_one(tmp_path, monkey
 
 def test_a_one_line_error_of_a_rule_script_reaches_the_terminal_without_traceback(tmp_path):
     log = tmp_path / "job.log"
-    script = (f"from restyle import io; io.log_to({str(log)!r}); "
-              "raise io.ImageError('frames/00007.png: cannot read this image')")
+    script = (f"from restyle import io\nwith io.job_log({str(log)!r}):\n"
+              "    raise io.ImageError('frames/00007.png: cannot read this image')")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 1
     assert result.stderr.strip() == "restyle: error: frames/00007.png: cannot read this image"
@@ -95,9 +95,17 @@ def test_a_one_line_error_of_a_rule_script_reaches_the_terminal_without_tracebac
 
 def test_a_rule_scripts_uncaught_error_lands_in_its_log(tmp_path):
     log = tmp_path / "job.log"
-    script = f"from restyle import io; io.log_to({str(log)!r}); raise ValueError('frame 7 is damaged')"
+    script = f"from restyle import io\nwith io.job_log({str(log)!r}):\n    raise ValueError('frame 7 is damaged')"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             cwd=REPO)
     assert result.returncode == 1
     assert "ValueError: frame 7 is damaged" in log.read_text()
     assert "ValueError: frame 7 is damaged" in result.stderr  # still on stderr for the job's output
+
+
+def test_a_rule_scripts_log_changes_no_process_wide_hook(tmp_path):
+    hook = sys.excepthook
+    with pytest.raises(SystemExit):
+        with io.job_log(tmp_path / "job.log"):
+            raise io.DiskFullError("results: disk full")
+    assert sys.excepthook is hook
