@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Gap:
-    """Frames ``start..end`` (inclusive) between two keyframes of one scene."""
+    """Frames ``start..end`` (inclusive) between two keyframes of one scene (each direction's
+    frame order: :func:`restyle.gap_store.chain`)."""
 
     start: int
     end: int
@@ -23,15 +24,6 @@ class Gap:
     @property
     def name(self) -> str:
         return gap_name(self.start, self.end)
-
-    @property
-    def inbetweens(self) -> list[int]:
-        return list(range(self.start + 1, self.end))
-
-    def frames(self, forward: bool = True) -> list[int]:
-        """Frame numbers in propagation order: from the source keyframe to the other end."""
-        ids = list(range(self.start, self.end + 1))
-        return ids if forward else ids[::-1]
 
 
 def gap_name(start: int, end: int) -> str:
@@ -112,10 +104,6 @@ def plan(n_frames: int, cuts: list[int], interval: int, extra_keyframes: tuple[i
         "keyframes": keys,
         "gaps": [{"name": g.name, "start": g.start, "end": g.end, "scene": g.scene} for g in gaps],
     }
-
-
-def gaps_from_plan(manifest: dict) -> list[Gap]:
-    return [Gap(g["start"], g["end"], g["scene"]) for g in manifest["gaps"]]
 
 
 def frame_sources(manifest: dict) -> list[str | None]:

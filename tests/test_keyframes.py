@@ -1,7 +1,7 @@
 import pytest
 
-from restyle.keyframes import (Gap, frame_sources, gaps_between, keyframes_for_scenes, plan, reference_keyframes,
-                               scene_keyframes, scene_ranges)
+from restyle.keyframes import (Gap, frame_sources, gaps_between, keyframes_for_scenes, parse_gap_name, plan,
+                               reference_keyframes, scene_keyframes, scene_ranges)
 
 
 def test_scene_ranges_split_at_cuts_and_ignore_bad_values():
@@ -70,12 +70,10 @@ def test_every_frame_is_a_keyframe_or_inside_exactly_one_gap(n_frames, cuts, int
         assert (gap is None) == (t in keys)
 
 
-def test_gap_frame_orders_are_reverses_and_inbetweens_exclude_keys():
+def test_a_gap_is_named_by_its_keyframes_and_the_name_reads_back():
     gap = Gap(10, 14, 0)
-    assert gap.frames(forward=True) == [10, 11, 12, 13, 14]
-    assert gap.frames(forward=False) == [14, 13, 12, 11, 10]
-    assert gap.inbetweens == [11, 12, 13]
     assert gap.name == "00010-00014"
+    assert parse_gap_name(gap.name) == (10, 14)
 
 
 def test_gaps_between_single_frame_scene():
