@@ -2,7 +2,7 @@
 
 A gap runs from a left keyframe ``start`` to a right keyframe ``end``.  It is propagated in
 two directions, ``"fwd"`` (from ``start``) and ``"bwd"`` (from ``end``); in each, every frame
-is linked to the one before it *in propagation order*.  Three folders hold what the stages
+is linked to the one before it *in propagation order*.  Four folders hold what the stages
 make of a gap:
 
 ``flow/<gap>/``
@@ -13,6 +13,8 @@ make of a gap:
     coordinates carried along the flow).
 ``passes/<gap>/<direction>/``
     ``styled_<t>.png`` and ``error_<t>.npy``: the propagated frame and its per-pixel error.
+``measured/<gap>/``
+    ``measurement.json``: the gap's share of metrics.json (:func:`restyle.evaluate.measure_frames`).
 
 A new stage reads a gap through these functions, never by spelling file names.
 """
@@ -120,6 +122,12 @@ def read_pass(passes: Folder, direction: str, t: int) -> tuple[np.ndarray, np.nd
 def write_pass(passes: Folder, direction: str, t: int, styled: np.ndarray, error: np.ndarray) -> None:
     io.write_image(styled_path(passes, direction, t), styled)
     io.save_array(error_path(passes, direction, t), error)
+
+
+# measured/<gap>/
+
+def measurement_path(measured: Folder) -> Path:
+    return Path(measured) / "measurement.json"
 
 
 # one step of a chain

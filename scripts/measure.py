@@ -1,30 +1,27 @@
-"""measure: restyled frames vs input frames -> metrics.json."""
-from restyle import assemble, io
-from restyle.evaluate import evaluate_video, frames_between_stylized_keyframes
+"""measure: the gaps' measurements (measure_gap) and the pairs of adjacent keyframes, which
+no gap holds -> metrics.json."""
+from restyle import assemble, gap_store, io
+from restyle.evaluate import frames_between_stylized_keyframes, measure_frames, pairs_outside_gaps, report
+from restyle.metrics import input_flows
 from restyle.stylize import make_stylizer
 from restyle.timings import stage_timings
 
-io.log_to(snakemake.log[0])
-params = snakemake.params
-manifest = io.read_json(snakemake.input.plan)
-paths = assemble.restyled_frame_paths(manifest, snakemake.input.keyframes, snakemake.input.gaps)
-stylizer, reason = None, None
-if not params.per_frame_reference:
-    reason = "measure.per_frame_reference is off"
-elif params.stylizer["backend"] != "builtin":
-    # Stylizing every frame with diffusion only to measure would cost more than the render.
-    reason = f"no per-frame reference for the {params.stylizer['backend']} stylizer (it runs on keyframes only)"
-else:
-    stylizer = make_stylizer("builtin", look=params.stylizer["look"])
-report = evaluate_video(
-    manifest,
-    restyled=lambda t: io.read_image(paths[t]),
-    original=lambda t: io.read_frame(snakemake.input.frames, t),
-    per_frame_stylizer=stylizer,
-    flow_preset=params.flow_preset,
-    fidelity_frames=frames_between_stylized_keyframes(manifest, set(params.painted)),
-    no_fidelity_reason=reason,
-)
-report["timings"] = stage_timings(params.benchmarks)
-report["video"] = snakemake.wildcards.video
-io.write_json(snakemake.output[0], report)
+with io.job_log(snakemake.log[0]):
+    params = snakemake.params
+    manifest = io.read_json(snakemake.input.plan)
+    paths = assemble.restyled_frame_paths(manifest, snakemake.input.keyframes, snakemake.input.gaps)
+    reported = params.no_reference is None
+    stylizer = make_stylizer("builtin", look=params.reference_look) if reported else None
+    measurements = [io.read_json(gap_store.measurement_path(folder)) for folder in snakemake.input.measured]
+    for frames in pairs_outside_gaps(manifest):
+        original = [io.read_frame(snakemake.input.frames, t) for t in frames]
+        measurements.append(measure_frames(
+            frames, restyled=lambda t: io.read_image(paths[t]), original=dict(zip(frames, original)).__getitem__,
+            flows=input_flows(original, params.flow_preset), per_frame_stylizer=stylizer,
+            keyframes=manifest["keyframes"]))
+    metrics = report(manifest, measurements, has_reference=reported,
+                     fidelity_frames=frames_between_stylized_keyframes(manifest, set(params.painted)),
+                     no_fidelity_reason=params.no_reference)
+    metrics["timings"] = stage_timings(params.benchmarks)
+    metrics["video"] = snakemake.wildcards.video
+    io.write_json(snakemake.output[0], metrics)

@@ -54,15 +54,16 @@ else:
 
 
 def remove_leftover_intermediates():
-    """Remove temp() folders of gaps that are blended: a killed run left them, and Snakemake
+    """Remove temp() folders of gaps that are done with them (guides and passes once the gap
+    is blended, flows once it is measured too): a killed run left them, and Snakemake
     deletes a temp() output only after a job that reads it has run in the same run.  Called
     before a run plans its jobs and when it succeeds."""
     if config["keep_intermediate"]:
         return
     for name in config["videos"]:
-        for stage in ("flow", "guides", "passes"):
+        for stage, last_output in (("flow", "measured"), ("guides", "blended"), ("passes", "blended")):
             io.remove_directories_made_redundant(
-                Path("results", name, stage), Path("results", name, "blended")
+                Path("results", name, stage), Path("results", name, last_output)
             )
 
 
@@ -243,6 +244,11 @@ def assembled_inputs(wildcards):
         "keyframes": [styled_keyframe(wildcards.video, k) for k in plan["keyframes"]],
         "gaps": [results(wildcards.video, "blended", g["name"]) for g in plan["gaps"]],
     }
+
+
+def gap_measurements(wildcards):
+    """Every gap's share of metrics.json (measure_gap)."""
+    return [results(wildcards.video, "measured", g["name"]) for g in keyframe_plan(wildcards)["gaps"]]
 
 
 def final_outputs():
