@@ -266,17 +266,14 @@ def check_video(name: str, path: str, config: dict, origin: Origin = _config_yam
         errors.append(f"{error} (videos.{name} in {origin(f'videos.{name}')})")
         return errors
     last = probe["n_frames"] - 1
-    for frame in config["keyframes"]["extra"].get(name, []):
-        if frame > last:
-            key = f"keyframes.extra.{name}"
-            errors.append(f"{origin(key)}: {key}: frame {frame} is past the last frame ({last}) of {path}; "
-                          f"use frames 0-{last}")
-    overrides = config["stylizer"]["overrides"].get(name, {})
-    for frame in sorted(int(k) for k in overrides):
-        if frame > last:
-            key = f"stylizer.overrides.{name}"
-            errors.append(f"{origin(key)}: {key}: frame {frame} is past the last frame ({last}) of {path}; "
-                          f"use frames 0-{last}")
+    per_frame = (("keyframes.extra", config["keyframes"]["extra"].get(name, [])),
+                 ("stylizer.overrides", config["stylizer"]["overrides"].get(name, {})))
+    for section, frames in per_frame:
+        for frame in sorted(int(k) for k in frames):
+            if frame > last:
+                key = f"{section}.{name}"
+                errors.append(f"{origin(key)}: {key}: frame {frame} is past the last frame ({last}) of {path}; "
+                              f"use frames 0-{last}")
     if errors:
         return errors
     width, height = output_size(probe["width"], probe["height"], config["width"])

@@ -422,11 +422,15 @@ def probe_video(path: str | os.PathLike, decode_errors: str = "fail") -> dict:
         ``decode_errors="fail"`` also when frames are damaged or missing (the message names
         them, with their times).
     """
-    repair = _check_mode(decode_errors)
-    info, _, damaged = _probe(path, find_damage=not repair)
+    return _probe_for(path, decode_errors)[0]
+
+
+def _probe_for(path: str | os.PathLike, decode_errors: str) -> tuple[dict, _Timeline | None]:
+    """:func:`_probe` with the damage it finds raised as ``decode_errors`` asks."""
+    info, timeline, damaged = _probe(path, find_damage=not _check_mode(decode_errors))
     if len(damaged):
         raise _damage_error(path, damaged, Fraction(info["fps_fraction"]))
-    return info
+    return info, timeline
 
 
 def _probe(path: str | os.PathLike, find_damage: bool = True) -> tuple[dict, _Timeline | None, np.ndarray]:
@@ -635,12 +639,9 @@ def read_video(path: str | os.PathLike, width: int | None = None,
                decode_errors: str = "fail") -> tuple[dict, Iterator[np.ndarray]]:
     """:func:`probe_video`'s info and :func:`read_frames`' frames, from one probe of the file."""
     # Probe first, outside the generator, so a bad file fails here and not at the first next().
-    repair = _check_mode(decode_errors)
-    info, timeline, damaged = _probe(path, find_damage=not repair)
-    if len(damaged):
-        raise _damage_error(path, damaged, Fraction(info["fps_fraction"]))
+    info, timeline = _probe_for(path, decode_errors)
     size = output_size(info["width"], info["height"], width)
-    return info, _decode_rgb(Path(path), info, size, timeline, repair)
+    return info, _decode_rgb(Path(path), info, size, timeline, repair=decode_errors == "repair")
 
 
 def _decode_rgb(path: Path, info: dict, size: tuple[int, int], timeline: _Timeline | None,

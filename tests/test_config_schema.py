@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from restyle import flow, preflight, propagate, scenes, stylize
+from restyle import flow, preflight, propagate, scenes, stylize, video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,6 +27,7 @@ def _enum(schema, dotted):
     ("flow.preset", flow.DIS_PRESETS),
     ("scenes.detector", scenes.DETECTORS),
     ("propagation.output", propagate.PATCH_OUTPUTS),
+    ("decode_errors", video.DECODE_ERROR_MODES),
     ("propagation.guide_weights", propagate.GUIDE_NAMES),
 ])
 def test_every_choice_the_schema_offers_is_one_the_library_has(schema, key, library_names):
