@@ -26,7 +26,7 @@ import time
 import cv2
 import numpy as np
 
-from common import load_frames, machine, timed  # noqa: E402
+from common import GRAD_WEIGHT, PATCH_SETTINGS, load_frames, machine, timed  # noqa: E402
 from restyle.blend import blend_passes  # noqa: E402
 from restyle.flow import compute_flow, occlusion_mask  # noqa: E402
 from restyle.guides import edge_guide, positional_guides  # noqa: E402
@@ -56,9 +56,9 @@ def run_pass(method, frames, styled, forward, threads, output="subpixel", iters=
         out = [propagate_frame(styled[source], frames[source], frames[t], pos) for t, _, _, pos in steps]
     else:
         chain = (ChainStep(frames[t], edge_guide(frames[t]), pos, flow, occ) for t, flow, occ, pos in steps)
+        settings = dict(PATCH_SETTINGS, output=output, search_vote_iters=iters[0], patchmatch_iters=iters[1])
         out = list(propagate_by_patches(styled[source], frames[source], edge_guide(frames[source]), chain,
-                                        threads=threads, output=output, search_vote_iters=iters[0],
-                                        patchmatch_iters=iters[1]))
+                                        **settings, threads=threads))
     per_frame = (time.perf_counter() - began) / len(steps)
     return {t: result for (t, *_), result in zip(steps, out)}, per_frame
 
@@ -93,7 +93,8 @@ def main() -> None:
             blended, blend_times = {}, []
             for t in inbetween:
                 wall, _, (frame, _) = timed(lambda: blend_passes(
-                    forward[t][0], backward[t][0], forward[t][1], backward[t][1], t - START, END - t))
+                    forward[t][0], backward[t][0], forward[t][1], backward[t][1], t - START, END - t,
+                    grad_weight=GRAD_WEIGHT))
                 blended[t] = frame
                 blend_times.append(wall)
             output = [styled[START], *(blended[t] for t in inbetween), styled[END]]
