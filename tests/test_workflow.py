@@ -102,7 +102,7 @@ def test_repainting_a_keyframe_reruns_only_its_two_gaps_and_the_assembly(own_ren
 
     jobs = planned_jobs(own_render)
     per_gap = {(rule, f"video=clip, gap={gap}") for gap in gaps
-               for rule in ("compute_flow", "synthesize_gap", "blend_gap")}
+               for rule in ("compute_flow", "synthesize_gap", "blend_gap", "measure_gap")}
     expected = per_gap | {("stylize_keyframe", "video=clip, frame=00006"),
                           ("encode_video", "video=clip"), ("encode_compare", "video=clip"),
                           ("measure", "video=clip"), ("all", "")}

@@ -60,7 +60,7 @@ def test_a_prompt_override_reruns_only_that_keyframe_its_gaps_and_the_assembly(d
     jobs = planned_jobs(workdir)
     gaps = ["00000-00006", "00006-00012"]
     expected = {(rule, f"video=clip, gap={gap}") for gap in gaps
-                for rule in ("compute_flow", "synthesize_gap", "blend_gap")}
+                for rule in ("compute_flow", "synthesize_gap", "blend_gap", "measure_gap")}
     expected |= {("stylize_keyframe", "video=clip, frame=00006"), ("encode_video", "video=clip"),
                  ("measure", "video=clip"), ("all", "")}
     assert jobs == expected

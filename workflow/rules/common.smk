@@ -10,7 +10,7 @@ from snakemake.common.configfile import load_configfile
 
 # The restyle library of this checkout, also when it is not pip-installed.
 sys.path.insert(0, workflow.basedir)
-from restyle import io, keyframes, preflight, stylize
+from restyle import evaluate, io, keyframes, preflight, stylize
 from restyle.snakemake_output import one_line_per_job
 
 # The terminal shows one line per finished job (.snakemake/log/ keeps the job blocks).

@@ -1,6 +1,3 @@
-from restyle import evaluate
-
-
 rule measure_gap:
     """A gap's share of metrics.json, measured while its flows exist: E_warp of each pair of
     adjacent frames (output, input and per-frame reference) through compute_flow's flows,
