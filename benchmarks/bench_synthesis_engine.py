@@ -3,8 +3,8 @@
 Run from the repository root:  python benchmarks/bench_synthesis_engine.py [--repeats 5] [--scratch-repeats 3]
 
 Input: demo frames 20 (keyframe) and 23 (target), resized to 512x512; style = the builtin
-watercolor look of frame 20.  Guides and weights are Rerender's four (shared/REFERENCE.md
-section 1): colour (the frames, 3 ch) 6, edge (restyle.guides.edge_guide, 3 ch) 0.5,
+watercolor look of frame 20.  Guides and weights are Rerender's four (Yang et al. 2023,
+arXiv:2306.07954): colour (the frames, 3 ch) 6, edge (restyle.guides.edge_guide, 3 ch) 0.5,
 positional (coordinate image scaled to 0..255, 2 ch; the target's carried along the DIS
 medium flow 23 -> 20, holes filled by push-pull) 2, temporal (3 ch: the style, and the style
 warped to frame 23 as the stand-in for the previous output) 0.5.
@@ -20,14 +20,14 @@ brackets; both cores count):
 
 Quality columns: mean of Synthesis.error (weighted patch SSD per pixel and unit weight) and
 the mean absolute difference (0-255) to the watercolor look applied to frame 23 directly
-(the REFERENCE's measure: EbSynth scored 3.1-7.1 on real clips with 5-frame jumps), next to
+(the measure EbSynth was scored with, 3.1-7.1 on real clips with 5-frame jumps), next to
 the flow-warped style as a baseline.
 
 Then: the same bytes with 1 and 2 threads, and the cost of a cold process with a warm
 kernel cache: ``import restyle.synthesis`` plus a first call on a 32x24 image, in a fresh
 interpreter (median of 3).
 
-Reference (REFERENCE.md section 2, same machine kind): EbSynth's CPU backend needs
+Reference (EbSynth's CPU backend, measured on the same machine kind): it needs
 ~36-48 s wall (~72 CPU-s) for one 512x512 pass with these four guides at Rerender's 12/6
 iterations, and 7.7 s wall (12.3 CPU-s) with one colour guide at the default 6/4.
 """
