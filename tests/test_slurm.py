@@ -173,7 +173,8 @@ def test_slurm_render_has_the_local_bytes_in_few_submissions(clusters_run):
     alone = [k for k in plan["keyframes"] if not any(k in (g["start"], g["end"]) for g in plan["gaps"])]
     assert len(plan["scenes"]) == 2 and alone == [29]
     assert len(submissions(output)) == 4 + len(plan["scenes"]) + len(alone)
-    assert len(jobs) == 4 + len(plan["keyframes"]) + 3 * len(plan["gaps"]) > 25
+    # Per gap: flow, synthesis, blend and measurement (all inside the gap's group job).
+    assert len(jobs) == 4 + len(plan["keyframes"]) + 4 * len(plan["gaps"]) > 25
 
 
 def test_slurm_repaint_resubmits_only_that_keyframes_jobs(own_clusters_run):
@@ -186,7 +187,7 @@ def test_slurm_repaint_resubmits_only_that_keyframes_jobs(own_clusters_run):
     output = result.stdout + result.stderr
     gaps = ["00000-00006", "00006-00012"]
     expected = {(rule, f"video=clip, gap={gap}") for gap in gaps
-                for rule in ("compute_flow", "synthesize_gap", "blend_gap")}
+                for rule in ("compute_flow", "synthesize_gap", "blend_gap", "measure_gap")}
     expected |= {("stylize_keyframe", "video=clip, frame=00006"), ("encode_video", "video=clip")}
     assert announced_jobs(output) == expected
     assert len(submissions(output)) == 2  # the keyframe with its two gaps, the encode
