@@ -33,6 +33,7 @@ MOMENTS = [
     ("writing guides", "write:guides/.00004-00008.*/bwd/pos_00006.npy:1", signal.SIGKILL),
     ("writing a pass", "write:passes/.00000-00004.*/bwd/styled_00002.png:1", signal.SIGKILL),
     ("writing blended frames", "write:blended/.00000-00004.*/00002.png:1", signal.SIGKILL),
+    ("writing a gap's measurement", "write:measured/.00000-00004.*/measurement.json:1", signal.SIGKILL),
     ("deleting temp guides", "rmtree:guides/00000-00004:1", signal.SIGKILL),
     ("deleting temp flows", "rmtree:flow/00004-00008:1", signal.SIGKILL),
     ("deleting temp passes", "rmtree:passes/00004-00008:1", signal.SIGKILL),
