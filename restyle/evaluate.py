@@ -15,7 +15,8 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 
 import numpy as np
 
-from restyle.metrics import input_flows, psnr, sharpness, sharpness_ratio, warping_errors
+from restyle.flow import consecutive_flows
+from restyle.metrics import psnr, sharpness, sharpness_ratio, warping_errors
 from restyle.stylize import Stylizer
 
 FrameReader = Callable[[int], np.ndarray]
@@ -70,7 +71,7 @@ def measure_frames(frames: Sequence[int], restyled: FrameReader, original: Frame
         ``reader(t)`` returns frame ``t`` (uint8 RGB) of the output / input video.
     flows : iterable of (F, B)
         ``F = flow(I_{t-1} -> I_t)`` and ``B = flow(I_t -> I_{t-1})`` of the input for each
-        ``t`` of ``frames[1:]`` (:func:`restyle.metrics.input_flows`, or the gap's flows).
+        ``t`` of ``frames[1:]`` (:func:`restyle.flow.consecutive_flows`, or the gap's flows).
     per_frame_stylizer : Stylizer, optional
         The per-frame reference: its E_warp is measured too, and output frames that are not
         ``keyframes`` are compared with it (PSNR, sharpness).
@@ -181,7 +182,7 @@ def evaluate_video(manifest: dict, restyled: FrameReader, original: FrameReader,
     """
     keyframes = set(manifest["keyframes"])
     pieces = [range(g["start"], g["end"] + 1) for g in manifest["gaps"]] + pairs_outside_gaps(manifest)
-    measurements = [measure_frames(frames, restyled, original, input_flows(map(original, frames), flow_preset),
+    measurements = [measure_frames(frames, restyled, original, consecutive_flows(map(original, frames), flow_preset),
                                    per_frame_stylizer, keyframes) for frames in pieces]
     return report(manifest, measurements, has_reference=per_frame_stylizer is not None,
                   fidelity_frames=fidelity_frames, no_fidelity_reason=no_fidelity_reason)

@@ -7,6 +7,8 @@ into frame ``a`` one *samples* it at ``x + F(x)`` (backward warping, :func:`warp
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import cv2
 import numpy as np
 
@@ -46,6 +48,21 @@ def compute_flow(frame_a: np.ndarray, frame_b: np.ndarray, preset: str = "medium
         raise ValueError(f"unknown DIS preset {preset!r}; use one of {sorted(DIS_PRESETS)}") from None
     return dis.calc(_gray(frame_a), _gray(frame_b), None)
 
+
+
+def consecutive_flows(frames: Iterable[np.ndarray], preset: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(F, B)`` of each pair of consecutive ``frames``: ``F = flow(I_{t-1} -> I_t)`` and
+    ``B = flow(I_t -> I_{t-1})``, for ``t = 1 .. T-1``.
+
+    The one place flows between neighbouring frames are made: a gap's flows
+    (``compute_flow``) and the flows E_warp is measured through (:mod:`restyle.metrics`) are
+    therefore the same.  ``frames`` is consumed lazily, two at a time.
+    """
+    previous = None
+    for current in frames:
+        if previous is not None:
+            yield compute_flow(previous, current, preset), compute_flow(current, previous, preset)
+        previous = current
 
 def sampling_grid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Absolute sampling coordinates ``(map_x, map_y)`` = pixel grid + ``flow``."""

@@ -15,7 +15,7 @@
   with values scaled to ``[0, 1]`` and bilinear warping (:func:`restyle.flow.warp`).
   ``E_warp = mean_t err_t``: :func:`warping_error` scores a video; :func:`warping_errors`
   gives ``err_t`` of several videos through the same flows, which may be flows computed
-  before (:func:`input_flows` computes them).
+  before (:func:`restyle.flow.consecutive_flows` computes them).
 
   E_warp alone rewards blur and frozen video; report it together with :func:`psnr` against
   the per-frame processed frames, :func:`sharpness_ratio`, and the input's own E_warp.
@@ -41,7 +41,7 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
-from restyle.flow import compute_flow, motion_boundary_mask, occlusion_mask, warp
+from restyle.flow import consecutive_flows, motion_boundary_mask, occlusion_mask, warp
 
 #: Rec.601 luma weights for R, G, B (the ones of ``cv2.COLOR_RGB2GRAY``).
 REC601_LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
@@ -120,28 +120,6 @@ def warping_error_pair(
                                  valid_pixel_mask(flow_forward, flow_backward))
 
 
-def input_flows(input_frames: Iterable[np.ndarray], preset: str = "medium") -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The flows E_warp measures through: ``(F, B)`` of each consecutive pair of the input.
-
-    Parameters
-    ----------
-    input_frames : iterable of ndarray, uint8 (H, W, 3) RGB
-        The original input video ``I_0 .. I_{T-1}``; consumed lazily, two frames at a time.
-    preset : str
-        DIS preset of :func:`restyle.flow.compute_flow`.
-
-    Yields
-    ------
-    (F, B) : ndarray, float32 (H, W, 2)
-        ``F = flow(I_{t-1} -> I_t)`` and ``B = flow(I_t -> I_{t-1})``, for ``t = 1 .. T-1``.
-    """
-    previous = _END
-    for current in input_frames:
-        if previous is not _END:
-            yield compute_flow(previous, current, preset), compute_flow(current, previous, preset)
-        previous = current
-
-
 def warping_errors(
     frames: Iterable[Mapping[str, np.ndarray]],
     flows: Iterable[tuple[np.ndarray, np.ndarray]],
@@ -155,7 +133,7 @@ def warping_errors(
         "input": I_t}``.  Every mapping has the names of the first.
     flows : iterable of (F, B)
         For ``t = 1 .. T-1``: ``F = flow(I_{t-1} -> I_t)`` and ``B = flow(I_t -> I_{t-1})``,
-        float32 (H, W, 2), on the *input* video (:func:`input_flows`, or flows made before).
+        float32 (H, W, 2), on the *input* video (:func:`restyle.flow.consecutive_flows`, or flows made before).
 
     Returns
     -------
@@ -211,7 +189,7 @@ def warping_error(
         The video being scored, ``O_0 .. O_{T-1}``.
     input_frames : iterable of ndarray, uint8 (H, W, 3) RGB
         The original input video ``I_0 .. I_{T-1}`` the flow is computed on
-        (:func:`input_flows`); as many frames as ``output_frames``.
+        (:func:`restyle.flow.consecutive_flows`); as many frames as ``output_frames``.
     flow_preset : str
         DIS preset for :func:`restyle.flow.compute_flow`.
 
@@ -239,7 +217,7 @@ def warping_error(
             yield frame
 
     errors = warping_errors(({"output": frame} for frame in counted(output_frames, "output")),
-                            input_flows(counted(input_frames, "input"), flow_preset)).get("output", np.zeros(0))
+                            consecutive_flows(counted(input_frames, "input"), flow_preset)).get("output", np.zeros(0))
     if counts["output"] != counts["input"]:
         raise ValueError(f"output and input videos differ in length ({counts['output']} and {counts['input']} frames)")
     return float(errors.mean()) if errors.size else 0.0

@@ -3,7 +3,7 @@ guides/<gap>/ (edge and positional guides per direction); file layout in restyle
 import cv2
 
 from restyle import gap_store, io
-from restyle.flow import compute_flow, occlusion_mask
+from restyle.flow import consecutive_flows, occlusion_mask
 from restyle.guides import edge_guide, positional_guides
 from restyle.keyframes import parse_gap_name
 
@@ -13,14 +13,10 @@ frames = snakemake.input.frames
 
 
 def write_flows(out):
-    current = io.read_frame(frames, start)
-    for t in range(start, end):
-        following = io.read_frame(frames, t + 1)
-        forward = compute_flow(current, following, snakemake.params.preset)  # t -> t+1
-        backward = compute_flow(following, current, snakemake.params.preset)  # t+1 -> t
+    pairs = consecutive_flows((io.read_frame(frames, t) for t in range(start, end + 1)), snakemake.params.preset)
+    for t, (forward, backward) in enumerate(pairs, start):  # t -> t+1, t+1 -> t
         gap_store.write_flow_pair(out, t, forward, backward,
                                   occlusion_mask(forward, backward), occlusion_mask(backward, forward))
-        current = following
 
 
 def write_guides(flow, out):

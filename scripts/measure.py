@@ -2,7 +2,7 @@
 no gap holds -> metrics.json."""
 from restyle import assemble, gap_store, io
 from restyle.evaluate import frames_between_stylized_keyframes, measure_frames, pairs_outside_gaps, report
-from restyle.metrics import input_flows
+from restyle.flow import consecutive_flows
 from restyle.stylize import make_stylizer
 from restyle.timings import stage_timings
 
@@ -17,7 +17,7 @@ with io.job_log(snakemake.log[0]):
         original = [io.read_frame(snakemake.input.frames, t) for t in frames]
         measurements.append(measure_frames(
             frames, restyled=lambda t: io.read_image(paths[t]), original=dict(zip(frames, original)).__getitem__,
-            flows=input_flows(original, params.flow_preset), per_frame_stylizer=stylizer,
+            flows=consecutive_flows(original, params.flow_preset), per_frame_stylizer=stylizer,
             keyframes=manifest["keyframes"]))
     metrics = report(manifest, measurements, has_reference=reported,
                      fidelity_frames=frames_between_stylized_keyframes(manifest, set(params.painted)),

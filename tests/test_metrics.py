@@ -9,10 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from restyle.flow import compute_flow
+from restyle.flow import compute_flow, consecutive_flows
 from restyle.metrics import (
     flicker_field,
-    input_flows,
     psnr,
     sharpness,
     sharpness_ratio,
@@ -53,7 +52,7 @@ def with_brightness_flicker(frames: list[np.ndarray], amplitude: float = 0.1, se
 
 def per_pair_errors(output, clip):
     """``err_t`` of ``output`` through the flows of ``clip``."""
-    return warping_errors(({"output": frame} for frame in output), input_flows(clip)).get("output", np.zeros(0))
+    return warping_errors(({"output": frame} for frame in output), consecutive_flows(clip, "medium")).get("output", np.zeros(0))
 
 
 # --------------------------------------------------------------------------- E_warp
@@ -97,7 +96,7 @@ def test_precomputed_flows_give_the_same_result_and_need_no_input():
 def test_several_videos_through_the_same_flows_score_each_as_alone():
     clip = translating_clip(4)
     flicker = with_brightness_flicker(clip)
-    both = warping_errors(({"output": o, "input": i} for o, i in zip(flicker, clip)), input_flows(clip))
+    both = warping_errors(({"output": o, "input": i} for o, i in zip(flicker, clip)), consecutive_flows(clip, "medium"))
     np.testing.assert_array_equal(both["output"], per_pair_errors(flicker, clip))
     np.testing.assert_array_equal(both["input"], per_pair_errors(clip, clip))
 
@@ -139,7 +138,7 @@ def test_length_mismatch_and_missing_inputs_raise():
     for output, input_ in ((clip, clip[:2]), (clip[:2], clip), (clip[:1], []), ([], clip[:1])):
         with pytest.raises(ValueError, match="differ in length"):
             warping_error(output, input_)
-    flows = list(input_flows(clip))
+    flows = list(consecutive_flows(clip, "medium"))
     with pytest.raises(ValueError, match="differ in length"):
         warping_errors(({"output": frame} for frame in clip), flows[:1])
     with pytest.raises(ValueError, match="differ in length"):
@@ -164,7 +163,7 @@ def test_streams_hold_at_most_two_frames_each():
             del fresh
 
     output = counted("output", with_brightness_flicker(clip))
-    errors = warping_errors(({"output": frame} for frame in output), input_flows(counted("input", clip)))["output"]
+    errors = warping_errors(({"output": frame} for frame in output), consecutive_flows(counted("input", clip), "medium"))["output"]
     assert errors.shape == (5,)
     assert peak["input"] <= 2 and peak["output"] <= 2
     live.update(input=0, output=0)
