@@ -342,14 +342,16 @@ def _vote(style, nnf, p, acc, out):
     never overlap, so rows are processed in ``p`` phases of ``y % p``, each in parallel: the
     order of the additions, hence the bits of the result, do not depend on threads.
 
-    style : float32 (Hs+2r, (Ws+2r)*3) source style, edge-padded by r = p // 2 (source
-        patches are clamped at the border), so every source patch lies inside it
-    acc : float32 (Ht+2r, (Wt+2r)*3) scratch accumulator, target padded by r
-    out : float32 (Ht, Wt, 3) the estimate
+    style : float32 (Hs+2r, (Ws+2r)*C) source style (any channel count C), edge-padded by
+        r = p // 2 (source patches are clamped at the border), so every source patch lies
+        inside it
+    acc : float32 (Ht+2r, (Wt+2r)*C) scratch accumulator, target padded by r
+    out : float32 (Ht, Wt, C) the estimate
     """
     height, width = nnf.shape[:2]
+    C = out.shape[2]
     r = p // 2
-    n = 3 * p
+    n = C * p
     acc[:] = 0.0
     for phase in range(p):
         for i in prange((height - phase + p - 1) // p):
@@ -360,8 +362,8 @@ def _vote(style, nnf, p, acc, out):
                 sx = nnf[y, x, 0]
                 sy = nnf[y, x, 1]
                 for j in range(p):
-                    arow = acc[y + j, 3 * x:3 * x + n]
-                    srow = style[sy + j, 3 * sx:3 * sx + n]
+                    arow = acc[y + j, C * x:C * x + n]
+                    srow = style[sy + j, C * sx:C * sx + n]
                     for k in range(n):
                         arow[k] += srow[k]
     for y in prange(height):
@@ -369,8 +371,8 @@ def _vote(style, nnf, p, acc, out):
         rows = min(y + r, height - 1) - max(y - r, 0) + 1
         for x in range(width):
             inv = np.float32(1.0) / np.float32(rows * (min(x + r, width - 1) - max(x - r, 0) + 1))
-            for c in range(3):
-                out[y, x, c] = acc[y + r, 3 * (x + r) + c] * inv
+            for c in range(C):
+                out[y, x, c] = acc[y + r, C * (x + r) + c] * inv
 
 
 @njit(cache=True, parallel=True)
@@ -655,6 +657,118 @@ def synthesize(style: np.ndarray, source_guides: Sequence[np.ndarray], target_gu
     else:
         image = np.clip(np.rint(estimate), 0, 255).astype(np.uint8)
     return Synthesis(image=image, error=error.astype(np.float32), nnf=nnf)
+
+
+def vote(image: np.ndarray, nnf: np.ndarray, patch_size: int) -> np.ndarray:
+    """Read an image through a nearest-neighbour field the way synthesis does (its vote).
+
+    Each target pixel becomes the mean of the ``image`` pixels that the ``p^2`` patches
+    covering it predict, so content the field maps coherently is copied exactly and seams
+    between differently mapped regions are smoothed.
+
+    Parameters
+    ----------
+    image : ndarray (Hs, Ws) or (Hs, Ws, C), any channel count
+        Lives in the field's source frame, e.g. a stylized frame, a weight map, or both.
+    nnf : int (Ht, Wt, 2)
+        ``(x, y)`` source patch centres, as in :attr:`Synthesis.nnf`.
+    patch_size : int
+        Odd patch side ``p`` the field was found with.
+
+    Returns
+    -------
+    float32 (Ht, Wt, C), or (Ht, Wt) for a 2-D ``image``
+    """
+    planes = _as_planes(np.asarray(image, np.float32))
+    source_h, source_w, channels = planes.shape
+    nnf = np.asarray(nnf)
+    if nnf.ndim != 3 or nnf.shape[2] != 2:
+        raise ValueError(f"nnf must be (H, W, 2), got {nnf.shape}")
+    if patch_size < 1 or patch_size % 2 == 0:
+        raise ValueError(f"patch_size must be odd, got {patch_size}")
+    field = np.empty(nnf.shape, np.int32)
+    np.clip(nnf[..., 0], 0, source_w - 1, out=field[..., 0])
+    np.clip(nnf[..., 1], 0, source_h - 1, out=field[..., 1])
+    r = patch_size // 2
+    height, width = nnf.shape[:2]
+    padded = np.pad(planes, ((r, r), (r, r), (0, 0)), mode="edge").reshape(source_h + 2 * r, -1)
+    acc = np.empty((height + 2 * r, (width + 2 * r) * channels), np.float32)
+    out = np.empty((height, width, channels), np.float32)
+    _vote(padded, field, int(patch_size), acc, out)
+    return out[..., 0] if np.ndim(image) == 2 else out
+
+
+@engine_cache.compile_session
+def patchmatch(source_guides: Sequence[np.ndarray], target_guides: Sequence[np.ndarray],
+               guide_weights: Sequence[float], *, initial_nnf: np.ndarray, patch_size: int, iterations: int,
+               search_radius: int, seed: int, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Refine a nearest-neighbour field between two frames by PatchMatch, with no style.
+
+    The engine's own sweep (:func:`synthesize` without the style term, the uniformity term or
+    the pyramid): for a field that already holds the right structure (one from optical flow,
+    or two composed), ``iterations`` sweeps of propagation and random search within
+    ``search_radius`` of the current match.  Used to remap frames onto each other
+    (:mod:`restyle.deflicker`).
+
+    Parameters
+    ----------
+    source_guides, target_guides, guide_weights
+        As in :func:`synthesize`; sources and targets must have the same size here.
+    initial_nnf : int (H, W, 2)
+        The starting field, ``(x, y)`` source centres; clamped to the source.
+    patch_size : int
+        Odd patch side.
+    iterations : int
+        Sweeps, alternating scan order.
+    search_radius : int
+        Largest random-search radius (radii halve down to 1).
+    seed : int
+        Key of the random search.
+    threads : int, optional
+        Numba threads; the result does not depend on it.
+
+    Returns
+    -------
+    nnf : int32 (H, W, 2)
+    error : float32 (H, W)
+        Each pixel's patch energy, per patch pixel and unit of weight (as :attr:`Synthesis.error`).
+    """
+    if not source_guides:
+        raise ValueError("patchmatch needs at least one guide")
+    first = np.asarray(source_guides[0])
+    _validate(np.zeros(first.shape[:2] + (3,), np.uint8), source_guides, target_guides, guide_weights, 0.0,
+              patch_size, 1, iterations)
+    height, width = first.shape[:2]
+    initial_nnf = np.asarray(initial_nnf)
+    if initial_nnf.shape != (height, width, 2) or np.shape(target_guides[0])[:2] != (height, width):
+        raise ValueError(f"patchmatch needs source, target and initial_nnf of one size {(height, width)}; got "
+                         f"target {np.shape(target_guides[0])[:2]}, initial_nnf {initial_nnf.shape}")
+    p = int(patch_size)
+    r = p // 2
+    source_planes = [_as_planes(g) for g in source_guides]
+    scales = [float(np.sqrt(w / g.shape[2])) for w, g in zip(guide_weights, source_planes)]
+    S = _features(source_planes, scales, r)
+    T = _features([_as_planes(g) for g in target_guides], scales, r)
+    C = S.shape[1] // (width + 2 * r)
+    nnf = np.empty((height, width, 2), np.int32)
+    np.clip(initial_nnf[..., 0], 0, width - 1, out=nnf[..., 0])
+    np.clip(initial_nnf[..., 1], 0, height - 1, out=nnf[..., 1])
+    energy = np.empty((height, width), np.float32)
+    no_occupancy = np.zeros((height, width), np.int32)
+    no_anchor = np.full((height, width, 2), -1, np.int32)
+    previous_threads = numba.get_num_threads()
+    if threads is not None:
+        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        for it in range(iterations):
+            # Each accepted match's energy is exact (the SSD of a winner runs to the end), so
+            # after the sweeps ``energy`` is that of the final field.
+            _patchmatch_sweep(T, S, C, p, nnf, energy, no_occupancy, np.float32(0.0), it % 2 == 1, it == 0,
+                              _key(seed, 0, 0, it), max(1, int(search_radius)), no_anchor, np.float32(0.0))
+    finally:
+        numba.set_num_threads(previous_threads)
+    total_weight = max(float(sum(guide_weights)), 1e-12)
+    return nnf, (energy / np.float32(p * p * total_weight)).astype(np.float32)
 
 
 def _pyramid(style: np.ndarray, source_guides: list[np.ndarray], target_guides: list[np.ndarray],

@@ -69,7 +69,7 @@ def test_a_valid_config_is_checked_once_and_comes_back_filled(tmp_path):
 def test_an_unknown_choice_names_the_key_the_value_and_the_choices():
     errors = preflight.check_config({"videos": {"a": "a.mp4"}, "stylizer": {"look": "sepia"}}, REPO)
     assert errors == ["config.yaml: stylizer.look: unknown built-in look 'sepia'; use one of "
-                      "oil, watercolor, pencil, cartoon, detail (fix it in config.yaml)"]
+                      "oil, watercolor, pencil, cartoon, detail, strokes (fix it in config.yaml)"]
 
 
 def test_rules_and_scripts_supply_no_default_of_their_own():

@@ -1,0 +1,544 @@
+"""Video deflickering: guided patch blending, and blind deflickering with a flawed atlas.
+
+**Guided patch blending** (the video deflicker of DiffSynth [1]_, FastBlend's "blend" mode):
+a processed video ``P`` (per-frame stylized, restyled, colour-graded, ...) and the video it
+was made from, the guide ``G``.  Every frame of a window ``[t - W, t + W]`` is *remapped*
+onto frame ``t`` through a nearest-neighbour field (NNF) found by the synthesis engine's
+PatchMatch (:func:`restyle.synthesis.synthesize`) on the guide, with the processed frames as
+a lower-weight channel::
+
+    E(t, s) = sum_patch  w_G/3 |G_t - G_s|^2  +  w_P/3 |P_t - P_s|^2
+
+The remapped frames are averaged with a per-pixel weight ``w = exp(-e / error_scale)``,
+where ``e`` is how badly the same remap explains the guide (its patch-mean squared error):
+where content is occluded or the match is wrong, the neighbour drops out instead of ghosting.
+Every field starts from the optical flow (adjacent frames) or from composing two fields
+already found (farther frames), so one PatchMatch sweep refines it.
+
+Two forms compute the window average:
+
+* ``exact``: every frame of the window remapped straight onto ``t`` -- ``2W`` remaps a frame,
+  ``O(n W)``.
+* ``table``: the remapping table of DiffSynth [1]_ (FastBlend's "fast" mode), ``O(n log W)``.
+  Entry ``E(k, i)`` holds the weighted sum of the ``2^k`` frames ending at ``i``, remapped onto
+  ``i``; ``E(k, i) = E(k-1, i) + remap_{i <- i - 2^(k-1)} E(k-1, i - 2^(k-1))``.  The window
+  ``[t - W, t]`` is the binary decomposition of its length into ``O(log W)`` entries, each
+  remapped onto ``t`` once; the same from the right, and the frame itself counted once.  A frame
+  reaches ``t`` through a chain of up to ``log W`` remaps instead of one, so the two forms agree
+  closely rather than exactly.
+
+**Blind deflickering** (after Lei et al. [2]_), given only the flickering video:
+
+1. *Correspondences flicker cannot fool*: flows and patch matches are computed on the
+   locally normalised frames (:func:`flicker_invariant`: each channel minus its local mean,
+   over its local standard deviation), which an exposure, white-balance or smooth shading
+   change leaves unchanged.
+2. *A flawed atlas* (:func:`shot_atlas`): one consistent reference of the shot, here the
+   table-form patch blend of the shot's frames over a window as long as the shot, at a
+   reduced size -- every frame is the average of the whole shot remapped onto it.  It is
+   consistent (its colour and brightness are the shot's average) but flawed: soft, ghosted
+   where the remaps fail.  No neural network is trained.
+3. *The filter* (:func:`atlas_filter`): the frame keeps its own structure and detail and takes
+   the atlas's colour and brightness, by matching its local mean and contrast per channel to
+   the atlas's at a coarse scale (``filter_sigma``); the atlas's flaws live at finer scales and
+   are not copied.
+4. *Local refinement*: a short guided patch blend of the filtered frames (guide: the
+   normalised frames) removes what flickers locally; only its scales above ``refine_sigma``
+   are taken, so the frame's finest detail survives.
+
+References
+----------
+.. [1] Z. Duan, L. You, C. Wang, C. Chen, Z. Wu, W. Qian, J. Huang, "DiffSynth: Latent
+       In-Iteration Deflickering for Realistic Video Synthesis", 2023. arXiv:2308.03463
+.. [2] C. Lei, X. Ren, Z. Zhang, Q. Chen, "Blind Video Deflickering by Neural Filtering with a
+       Flawed Atlas", CVPR 2023. arXiv:2303.08120
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from restyle.flow import compute_flow, sampling_grid
+
+#: How the window average is computed (see the module docstring).
+BLEND_FORMS = ("exact", "table")
+
+
+@dataclass(frozen=True)
+class RemapSettings:
+    """How one frame is remapped onto another (the ``deflicker`` section of the config).
+
+    Attributes
+    ----------
+    guide_weight, style_weight : float
+        ``w_G`` and ``w_P`` of the matching energy.
+    patch_size : int
+        Odd patch side.
+    patchmatch_iters : int
+        PatchMatch sweeps refining each field after its warm start.
+    search_radius : int
+        Largest random-search radius of those sweeps, in pixels: the warm start is already
+        within a few pixels, and far samples cost the most.
+    error_scale : float
+        A remapped pixel whose patch explains the guide with mean squared difference ``e``
+        (0..255 units) is weighted ``exp(-e / error_scale)``.
+    flow_preset : str
+        DIS preset of the flows that start the fields between neighbouring frames.
+    seed : int
+        Key of the random search; combined with the frames' absolute numbers, so a chunk of
+        a video gets the same fields as the whole video.
+    """
+
+    guide_weight: float
+    style_weight: float
+    patch_size: int
+    patchmatch_iters: int
+    search_radius: int
+    error_scale: float
+    flow_preset: str
+    seed: int
+
+    def __post_init__(self):
+        if self.patch_size < 3 or self.patch_size % 2 == 0:
+            raise ValueError(f"deflicker patch_size must be odd and >= 3, got {self.patch_size}")
+        if self.search_radius < 1:
+            raise ValueError(f"deflicker search_radius must be >= 1, got {self.search_radius}")
+        if self.patchmatch_iters < 1:
+            raise ValueError(f"deflicker patchmatch_iters must be >= 1, got {self.patchmatch_iters}")
+        if not self.error_scale > 0:
+            raise ValueError(f"deflicker error_scale must be > 0, got {self.error_scale}")
+        if self.guide_weight < 0 or self.style_weight < 0 or self.guide_weight + self.style_weight == 0:
+            raise ValueError(f"deflicker weights must be >= 0 and not both 0, got guide_weight="
+                             f"{self.guide_weight}, style_weight={self.style_weight}")
+
+
+def check_window(window: int, what: str = "deflicker window") -> int:
+    """``window`` as an int >= 1, or a one-line ValueError saying what to use."""
+    if isinstance(window, bool) or int(window) != window or window < 1:
+        raise ValueError(f"{what} must be a whole number of frames >= 1 (frames blended on each side), "
+                         f"got {window!r}")
+    return int(window)
+
+
+def _check_clip(name: str, frames: Sequence[np.ndarray], like: Sequence[np.ndarray] | None = None) -> tuple[int, int]:
+    if len(frames) == 0:
+        raise ValueError(f"{name}: no frames")
+    shape = np.shape(frames[0])
+    if len(shape) != 3 or shape[2] != 3:
+        raise ValueError(f"{name}: frames must be (H, W, 3) RGB, got {shape}")
+    if like is not None:
+        if len(like) != len(frames):
+            raise ValueError(f"{name} has {len(frames)} frames but the processed video has {len(like)}; "
+                             "the guide must be the video the processed one was made from, frame for frame")
+        if np.shape(like[0])[:2] != shape[:2]:
+            raise ValueError(f"{name} frames are {shape[1]}x{shape[0]} but the processed ones are "
+                             f"{np.shape(like[0])[1]}x{np.shape(like[0])[0]}; give both at the same size")
+    return shape[:2]
+
+
+def _compose(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The field ``a -> c`` from ``a -> b`` (``first``) and ``b -> c`` (``second``)."""
+    return second[first[..., 1], first[..., 0]]
+
+
+def _flow_field(flow: np.ndarray) -> np.ndarray:
+    """Integer source positions ``rint(x + flow(x))``, clamped to the frame."""
+    height, width = flow.shape[:2]
+    map_x, map_y = sampling_grid(flow)
+    field = np.empty((height, width, 2), np.int32)
+    field[..., 0] = np.clip(np.rint(map_x), 0, width - 1)
+    field[..., 1] = np.clip(np.rint(map_y), 0, height - 1)
+    return field
+
+
+class _Remapper:
+    """Fields between frames of one clip, found on demand and kept while needed.
+
+    ``remap(values, t, s)`` brings ``values`` (living in frame ``s``) onto frame ``t`` and
+    returns them with the remap's weight map.  A field ``t -> s`` starts from the flow when
+    the frames are neighbours, else from composing ``t -> m`` and ``m -> s`` for the ``m``
+    the form's ``split`` names, and is refined by PatchMatch.
+    """
+
+    def __init__(self, processed, guide, settings: RemapSettings, first_index: int, split, threads):
+        self.processed, self.guide, self.settings = processed, guide, settings
+        self.first_index, self.split, self.threads = first_index, split, threads
+        self.fields: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._gray: dict[int, np.ndarray] = {}
+
+    def _gray_guide(self, t: int) -> np.ndarray:
+        if t not in self._gray:
+            self._gray[t] = cv2.cvtColor(np.clip(np.asarray(self.guide[t]), 0, 255).astype(np.uint8),
+                                         cv2.COLOR_RGB2GRAY)
+        return self._gray[t]
+
+    def field(self, t: int, s: int) -> tuple[np.ndarray, np.ndarray]:
+        """(nnf t -> s, weight of the remap s -> t), cached."""
+        key = (t, s)
+        if key not in self.fields:
+            if abs(t - s) == 1:
+                start = _flow_field(compute_flow(self._gray_guide(t), self._gray_guide(s), self.settings.flow_preset))
+            else:
+                m = self.split(t, s)
+                start = _compose(self.field(t, m)[0], self.field(m, s)[0])
+            self.fields[key] = self._refine(t, s, start)
+        return self.fields[key]
+
+    def _refine(self, t: int, s: int, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from restyle.synthesis import patchmatch
+
+        st = self.settings
+        nnf, _ = patchmatch([self.guide[s], self.processed[s]], [self.guide[t], self.processed[t]],
+                                [st.guide_weight, st.style_weight], initial_nnf=start, patch_size=st.patch_size,
+                                iterations=st.patchmatch_iters, search_radius=st.search_radius,
+                                seed=_pair_seed(st.seed, self.first_index + t, self.first_index + s),
+                                threads=self.threads)
+        # Weighed by the guide alone: the processed frames differ where they flicker, which
+        # is what the blend must average out, not a sign of a wrong match.
+        matched = np.asarray(self.guide[s], np.float32)[nnf[..., 1], nnf[..., 0]]
+        residual = ((matched - np.asarray(self.guide[t], np.float32)) ** 2).mean(axis=2)
+        error = cv2.blur(residual, (st.patch_size, st.patch_size))
+        weight = np.exp(-error / np.float32(st.error_scale)).astype(np.float32)
+        return nnf, weight
+
+    def remap(self, values: np.ndarray, t: int, s: int) -> tuple[np.ndarray, np.ndarray]:
+        from restyle.synthesis import vote
+
+        nnf, weight = self.field(t, s)
+        return vote(values, nnf, self.settings.patch_size), weight
+
+    def forget(self, keep) -> None:
+        """Drop the fields ``(t, s)`` for which ``keep(t, s)`` is False."""
+        self.fields = {k: v for k, v in self.fields.items() if keep(*k)}
+        self._gray.clear()
+
+
+def _pair_seed(seed: int, t: int, s: int) -> int:
+    return (int(seed) * 1_000_003 + int(t) * 7_919 + int(s) * 104_729) & 0x7FFFFFFF
+
+
+def _one_step_split(t: int, s: int) -> int:
+    """Exact form: ``t -> s`` through the frame next to ``s``, whose field ``t -> s±1`` the
+    previous remap of the same target found."""
+    return s + (1 if t > s else -1)
+
+
+def _power_of_two_split(t: int, s: int) -> int:
+    """Table form: ``t -> s`` through ``t ∓ 2^j``, the largest power of two below ``|t - s|``:
+    the fields the table's entries were built with."""
+    distance = abs(t - s)
+    step = 1 << ((distance - 1).bit_length() - 1)
+    return t - step if t > s else t + step
+
+
+def _exact_side(remapper: _Remapper, processed, targets, window: int, direction: int, n: int):
+    """Per target, in the order the targets complete, the weighted sum (numerator (H, W, 3),
+    denominator (H, W)) of its side of the window, itself included: ``direction`` -1 looks
+    at earlier frames, +1 at later ones."""
+    for t in sorted(targets, reverse=direction > 0):
+        numerator = np.asarray(processed[t], np.float32).copy()
+        denominator = np.ones(numerator.shape[:2], np.float32)
+        for d in range(1, window + 1):
+            s = t + direction * d
+            if not 0 <= s < n:
+                break
+            remapped, weight = remapper.remap(processed[s], t, s)
+            numerator += remapped * weight[..., None]
+            denominator += weight
+        yield t, numerator, denominator
+        # Only the fields between neighbours are reused, by the next targets.
+        remapper.forget(lambda a, b, t=t: abs(a - b) == 1 and abs(a - t) <= window + 1)
+
+
+def _table_side(remapper: _Remapper, processed, targets, window: int, direction: int, n: int):
+    """The same as :func:`_exact_side` from the remapping table (see the module docstring).
+
+    Frames are visited in ``-direction`` order from the far end of the context; entry
+    ``E(k, i)`` sums the ``2^k`` frames ``i, i + direction, ...`` remapped onto ``i``.  Each
+    entry has at most two readers -- the frame ``2^k`` further on, building ``E(k+1)``, and the
+    frame whose window query takes a node there -- and is dropped once both have read it, so
+    memory grows with the window, not with the clip.
+    """
+    length = window + 1
+    levels = length.bit_length()  # entries 0 .. levels-1: 2^(levels-1) <= length
+    # The query of frame i takes, for each bit k set in ``length``, entry E(k, i + direction * offset).
+    query_offset, offset = {}, 0
+    for k in range(levels - 1, -1, -1):
+        if length >> k & 1:
+            query_offset[k] = offset
+            offset += 1 << k
+
+    def last_reader(k: int) -> int:
+        """How many frames of travel past frame j entry E(k, j) is last read."""
+        builder = (1 << k) if k + 1 < levels else 0
+        return max(builder, query_offset.get(k, 0))
+
+    table: dict[tuple[int, int], np.ndarray] = {}
+    last_target = min(targets) if direction > 0 else max(targets)
+    first = n - 1 if direction > 0 else 0
+    for i in range(first, last_target - direction, -direction):
+        base = np.asarray(processed[i], np.float32)
+        table[(0, i)] = np.concatenate([base, np.ones(base.shape[:2] + (1,), np.float32)], axis=2)
+        for k in range(1, levels):
+            s = i + direction * (1 << (k - 1))
+            if not 0 <= s < n:  # past the end of the context: a shorter block
+                table[(k, i)] = table[(k - 1, i)]
+                continue
+            remapped, weight = remapper.remap(table[(k - 1, s)], i, s)
+            table[(k, i)] = table[(k - 1, i)] + remapped * weight[..., None]
+        if i in targets:
+            total = None
+            for k, off in query_offset.items():
+                s = i + direction * off
+                if not 0 <= s < n:
+                    continue
+                node = table[(k, s)]
+                if s != i:
+                    remapped, weight = remapper.remap(node, i, s)
+                    node = remapped * weight[..., None]
+                total = node if total is None else total + node
+            yield i, total[..., :3], total[..., 3]
+        # Frame i has travelled (j - i) * direction frames past entry j.
+        table = {(k, j): v for (k, j), v in table.items() if (j - i) * direction < last_reader(k)}
+        horizon = max(window, 1 << levels)
+        remapper.forget(lambda a, b, i=i: (a - i) * direction < horizon and (b - i) * direction < horizon)
+
+
+def patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray], *, window: int, form: str,
+                settings: RemapSettings, targets: Sequence[int] | None = None, first_index: int = 0,
+                threads: int | None = None) -> list[np.ndarray]:
+    """Deflicker a processed video by averaging its frames remapped onto each other.
+
+    Parameters
+    ----------
+    processed : sequence of ndarray, uint8 (H, W, 3)
+        The flickering processed frames (any indexable sequence; a lazy reader works).
+    guide : sequence of ndarray, (H, W, 3) uint8 or float in 0..255 units
+        What matches are found on: the video ``processed`` was made from, frame for frame
+        (or, for blind deflickering, the processed frames' :func:`flicker_invariant` form).
+    window : int >= 1
+        Frames blended on each side of a frame (FastBlend's default: 15).
+    form : {"exact", "table"}
+        See the module docstring: ``2W`` remaps per frame, or ``O(log W)``.
+    settings : RemapSettings
+    targets : sequence of int, optional
+        Indices of the frames to return (default: all).  The others are context: a chunk of a
+        longer video passes its own frames plus ``window`` frames either side, and gets the
+        bytes the whole video would give there.
+    first_index : int
+        Absolute number of ``processed[0]`` in its video (keys the random search).
+    threads : int, optional
+        Engine threads; the result does not depend on it.
+
+    Returns
+    -------
+    list of ndarray, uint8 (H, W, 3), one per target, in target order.
+
+    References
+    ----------
+    Duan et al. 2023, arXiv:2308.03463 (patch blending and its remapping table).
+    """
+    window = check_window(window)
+    if form not in BLEND_FORMS:
+        raise ValueError(f"unknown deflicker form {form!r}; use one of {list(BLEND_FORMS)}")
+    _check_clip("processed video", processed)
+    _check_clip("guide", guide, like=processed)
+    n = len(processed)
+    targets = list(range(n)) if targets is None else [int(t) for t in targets]
+    if any(not 0 <= t < n for t in targets):
+        raise ValueError(f"targets must lie in 0..{n - 1}")
+    if not targets:
+        return []
+    wanted = set(targets)
+    split = _one_step_split if form == "exact" else _power_of_two_split
+    side = _exact_side if form == "exact" else _table_side
+
+    def run(direction):
+        return side(_Remapper(processed, guide, settings, first_index, split, threads), processed, wanted,
+                    window, direction, n)
+
+    # The later side first, kept as float16 means (memory: one frame's worth per target);
+    # the earlier side then completes the targets in order and merges them, the frame itself
+    # counted once.
+    later = {}
+    for t, numerator, denominator in run(1):
+        later[t] = ((numerator / denominator[..., None]).astype(np.float16), denominator)
+    done = {}
+    for t, numerator, denominator in run(-1):
+        mean_r, den_r = later.pop(t)
+        own = np.asarray(processed[t], np.float32)
+        total = numerator + mean_r.astype(np.float32) * den_r[..., None] - own
+        done[t] = np.clip(np.rint(total / (denominator + den_r - 1.0)[..., None]), 0, 255).astype(np.uint8)
+    return [done[t] for t in targets]
+
+
+# --------------------------------------------------------------------------------------
+# Blind deflickering
+# --------------------------------------------------------------------------------------
+
+def flicker_invariant(frame: np.ndarray, sigma: float = 4.0, floor: float = 3.0) -> np.ndarray:
+    """The frame with each channel's local mean and contrast taken out: what flicker keeps.
+
+    ``N = 128 + 48 (I - mu) / sqrt(var + floor^2)`` per channel, with ``mu`` and ``var`` the
+    Gaussian-weighted (``sigma``) local mean and variance.  A gain and offset that vary slowly
+    across the frame (exposure, white balance, black level, shading) cancel out, so flows and
+    patch matches on ``N`` follow the content, not the flicker.  ``floor`` (0..255 units) keeps
+    flat, noisy regions from being amplified.
+
+    Returns
+    -------
+    float32 (H, W, 3), values around 0..255
+    """
+    image = np.asarray(frame, np.float32)
+    mean = cv2.GaussianBlur(image, (0, 0), sigma)
+    variance = np.maximum(cv2.GaussianBlur(image * image, (0, 0), sigma) - mean * mean, 0.0)
+    return 128.0 + 48.0 * (image - mean) / np.sqrt(variance + np.float32(floor * floor))
+
+
+def _reduced_size(height: int, width: int, max_width: int) -> tuple[int, int]:
+    if width <= max_width:
+        return height, width
+    return max(8, round(height * max_width / width)), max_width
+
+
+def shot_atlas(frames: Sequence[np.ndarray], *, atlas_width: int, window: int | None, settings: RemapSettings,
+               first_index: int = 0, threads: int | None = None) -> np.ndarray:
+    """A consistent but flawed reference of one shot: its frames averaged onto each other.
+
+    The table-form :func:`patch_blend` of the shot, matched on its :func:`flicker_invariant`
+    frames, at ``atlas_width`` pixels wide, over a window as long as the shot (or ``window``
+    frames each side): every frame becomes the average of the shot remapped onto it, so its
+    colour and brightness no longer flicker.
+
+    Returns
+    -------
+    float32 (N, h, w, 3) at the reduced size
+    """
+    _check_clip("shot", frames)
+    height, width = np.shape(frames[0])[:2]
+    h, w = _reduced_size(height, width, atlas_width)
+    small = [np.asarray(f) if (h, w) == (height, width) else cv2.resize(np.asarray(f), (w, h), interpolation=cv2.INTER_AREA)
+             for f in frames]
+    guide = [flicker_invariant(f, sigma=max(1.5, 4.0 * w / width)) for f in small]
+    span = len(frames) - 1 if window is None else window
+    if span < 1:
+        return np.asarray(small, np.float32)
+    blended = patch_blend(small, guide, window=span, form="table", settings=settings, first_index=first_index,
+                          threads=threads)
+    return np.asarray(blended, np.float32)
+
+
+def atlas_filter(frame: np.ndarray, atlas_frame: np.ndarray, sigma: float, max_gain: float = 4.0) -> np.ndarray:
+    """The frame with the atlas frame's colour and brightness and its own detail.
+
+    Per channel, the frame's local mean and standard deviation (Gaussian, ``sigma`` pixels of
+    the frame) are replaced by the atlas's: ``O = mu_A + (I - mu_I) s_A / s_I``.  A gain and
+    offset that vary slowly, which is what global flicker is, are undone exactly; the
+    atlas's own flaws (blur, ghosts of moving objects) sit at finer scales than ``sigma`` and
+    do not pass.
+
+    Parameters
+    ----------
+    frame : uint8 (H, W, 3)
+    atlas_frame : (h, w, 3), any size (resized to the frame's)
+    sigma : float
+        Scale of what is taken from the atlas, in pixels of ``frame``.
+    max_gain : float
+        Limit of the contrast change, for regions the atlas got badly wrong.
+
+    Returns
+    -------
+    uint8 (H, W, 3)
+    """
+    image = np.asarray(frame, np.float32)
+    height, width = image.shape[:2]
+    atlas = np.asarray(atlas_frame, np.float32)
+    if atlas.shape[:2] != (height, width):
+        atlas = cv2.resize(atlas, (width, height), interpolation=cv2.INTER_LINEAR)
+
+    def moments(x):
+        mean = cv2.GaussianBlur(x, (0, 0), sigma)
+        std = np.sqrt(np.maximum(cv2.GaussianBlur(x * x, (0, 0), sigma) - mean * mean, 0.0))
+        return mean, std
+
+    mean_i, std_i = moments(image)
+    mean_a, std_a = moments(atlas)
+    gain = np.clip((std_a + 1.0) / (std_i + 1.0), 1.0 / max_gain, max_gain)
+    return np.clip(np.rint(mean_a + (image - mean_i) * gain), 0, 255).astype(np.uint8)
+
+
+def local_refinement(filtered: Sequence[np.ndarray], guide: Sequence[np.ndarray], *, window: int, sigma: float,
+                     settings: RemapSettings, targets: Sequence[int] | None = None, first_index: int = 0,
+                     threads: int | None = None) -> list[np.ndarray]:
+    """Remove local flicker: the exact-form patch blend of ``window`` frames each side, of
+    which only the scales above ``sigma`` pixels are taken (0: all of it), so each frame keeps
+    its finest detail."""
+    n = len(filtered)
+    targets = list(range(n)) if targets is None else list(targets)
+    blended = patch_blend(filtered, guide, window=window, form="exact", settings=settings, targets=targets,
+                          first_index=first_index, threads=threads)
+    if sigma <= 0:
+        return blended
+    out = []
+    for t, b in zip(targets, blended):
+        own = np.asarray(filtered[t], np.float32)
+        correction = cv2.GaussianBlur(b.astype(np.float32) - own, (0, 0), sigma)
+        out.append(np.clip(np.rint(own + correction), 0, 255).astype(np.uint8))
+    return out
+
+
+@dataclass(frozen=True)
+class BlindSettings:
+    """The blind method's own options (the ``deflicker.blind`` section of the config).
+
+    Attributes
+    ----------
+    atlas_width : int
+        Width the atlas is built at (it only needs the coarse scales).
+    atlas_window : int or None
+        Frames averaged each side into an atlas frame; None: the whole shot.
+    filter_sigma : float
+        Scale, as a fraction of the frame width, above which colour and brightness come from
+        the atlas.
+    refine_window : int
+        Frames each side of the local refinement; 0 skips it.
+    refine_sigma : float
+        Pixels: finer detail than this is kept from the filtered frame during refinement.
+    """
+
+    atlas_width: int
+    atlas_window: int | None
+    filter_sigma: float
+    refine_window: int
+    refine_sigma: float
+
+
+def deflicker_blind(frames: Sequence[np.ndarray], atlas: np.ndarray, *, blind: BlindSettings,
+                    settings: RemapSettings, targets: Sequence[int] | None = None, first_index: int = 0,
+                    threads: int | None = None) -> list[np.ndarray]:
+    """Blind deflickering of (part of) a shot given its atlas (:func:`shot_atlas`).
+
+    ``frames[i]`` and ``atlas[i]`` are the same frame; ``targets`` (default: all) are
+    returned, the others serve as context of the local refinement.
+
+    Returns
+    -------
+    list of ndarray, uint8 (H, W, 3), one per target.
+    """
+    _check_clip("flickering video", frames)
+    if len(atlas) != len(frames):
+        raise ValueError(f"the atlas has {len(atlas)} frames for {len(frames)} video frames")
+    n = len(frames)
+    targets = list(range(n)) if targets is None else [int(t) for t in targets]
+    width = np.shape(frames[0])[1]
+    sigma = blind.filter_sigma * width
+    if blind.refine_window < 1:
+        return [atlas_filter(frames[t], atlas[t], sigma) for t in targets]
+    filtered = [atlas_filter(f, a, sigma) for f, a in zip(frames, atlas)]
+    guide = [flicker_invariant(f) for f in filtered]
+    return local_refinement(filtered, guide, window=blind.refine_window, sigma=blind.refine_sigma,
+                            settings=settings, targets=targets, first_index=first_index, threads=threads)
