@@ -15,6 +15,7 @@ include: "workflow/rules/flow.smk"
 include: "workflow/rules/stylize.smk"
 include: "workflow/rules/synthesize.smk"
 include: "workflow/rules/blend.smk"
+include: "workflow/rules/deflicker.smk"
 include: "workflow/rules/encode.smk"
 include: "workflow/rules/measure.smk"
 

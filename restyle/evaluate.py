@@ -21,8 +21,9 @@ from restyle.stylize import Stylizer
 
 FrameReader = Callable[[int], np.ndarray]
 
-#: The videos whose E_warp is reported, in the report's order.
-SERIES = ("output", "input", "per_frame_stylization")
+#: The videos whose E_warp is reported, in the report's order (``before_deflicker``: the
+#: restyled frames the deflicker stage started from).
+SERIES = ("output", "before_deflicker", "input", "per_frame_stylization")
 
 
 def frames_between_stylized_keyframes(manifest: dict, painted: set[int] | frozenset[int] = frozenset()) -> set[int]:
@@ -60,7 +61,8 @@ def pairs_outside_gaps(manifest: dict) -> list[list[int]]:
 
 def measure_frames(frames: Sequence[int], restyled: FrameReader, original: FrameReader,
                    flows: Iterable[tuple[np.ndarray, np.ndarray]], per_frame_stylizer: Stylizer | None = None,
-                   keyframes: Collection[int] = ()) -> dict:
+                   keyframes: Collection[int] = (), *, more: dict[str, FrameReader] | None = None,
+                   reference: FrameReader | None = None) -> dict:
     """E_warp of each pair of consecutive ``frames`` and the fidelity of the other frames.
 
     Parameters
@@ -76,6 +78,11 @@ def measure_frames(frames: Sequence[int], restyled: FrameReader, original: Frame
         The per-frame reference: its E_warp is measured too, and output frames that are not
         ``keyframes`` are compared with it (PSNR, sharpness).
     keyframes : collection of int
+    more : dict name -> reader, optional
+        Further videos whose E_warp is measured (``before_deflicker``).
+    reference : reader, optional
+        What the output is compared with instead of a per-frame stylization (a deflickered
+        video: its input); its own E_warp is not measured.
 
     Returns
     -------
@@ -90,12 +97,14 @@ def measure_frames(frames: Sequence[int], restyled: FrameReader, original: Frame
     def videos():
         for t in frames:
             current = {"input": original(t), "output": restyled(t)}
+            current.update((name, read(t)) for name, read in (more or {}).items())
+            compared = reference(t) if reference is not None else None
             if per_frame_stylizer is not None:
-                reference = current["per_frame_stylization"] = per_frame_stylizer(current["input"], t)
-                if t not in keyframes:
-                    fidelity.append({"frame": t, "psnr": psnr(current["output"], reference),
-                                     "sharpness": sharpness(current["output"]),
-                                     "reference_sharpness": sharpness(reference)})
+                compared = current["per_frame_stylization"] = per_frame_stylizer(current["input"], t)
+            if compared is not None and t not in keyframes:
+                fidelity.append({"frame": t, "psnr": psnr(current["output"], compared),
+                                 "sharpness": sharpness(current["output"]),
+                                 "reference_sharpness": sharpness(compared)})
             yield current
 
     errors = warping_errors(videos(), flows)
@@ -105,7 +114,8 @@ def measure_frames(frames: Sequence[int], restyled: FrameReader, original: Frame
 
 
 def report(manifest: dict, measurements: Iterable[dict], *, has_reference: bool,
-           fidelity_frames: set[int] | None = None, no_fidelity_reason: str | None = None) -> dict:
+           fidelity_frames: set[int] | None = None, no_fidelity_reason: str | None = None,
+           reference_name: str = "per_frame_stylization") -> dict:
     """Temporal stability, fidelity and sharpness of a video from its pieces' measurements.
 
     Parameters
@@ -122,6 +132,9 @@ def report(manifest: dict, measurements: Iterable[dict], *, has_reference: bool,
         from a painted keyframe have no per-frame reference: leave them out.
     no_fidelity_reason : str, optional
         Why there is no per-frame reference, reported in place of the fidelity numbers.
+    reference_name : str
+        What the fidelity keys say the output was compared with (``input`` for a deflickered
+        video made elsewhere).
 
     Returns
     -------
@@ -152,8 +165,8 @@ def report(manifest: dict, measurements: Iterable[dict], *, has_reference: bool,
         result["fidelity"] = {"reason_absent": no_fidelity_reason or "no per-frame reference"}
     else:
         result["fidelity"] = {
-            "psnr_db_vs_per_frame_stylization": float(np.mean([row["psnr"] for row in compared])),
-            "sharpness_ratio_vs_per_frame_stylization": sharpness_ratio(
+            f"psnr_db_vs_{reference_name}": float(np.mean([row["psnr"] for row in compared])),
+            f"sharpness_ratio_vs_{reference_name}": sharpness_ratio(
                 [row["sharpness"] for row in compared], [row["reference_sharpness"] for row in compared]),
             "frames_compared": len(compared),
         }

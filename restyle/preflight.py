@@ -152,11 +152,17 @@ def fill_defaults(config: dict, schema: dict) -> dict:
     The schema is the one place defaults live: rules, scripts and checks read the filled
     config and never supply a fallback of their own.
     """
-    for key, sub in schema.get("properties", {}).items():
+    properties = schema.get("properties", {})
+    for key, sub in properties.items():
         if key not in config and "default" in sub:
             config[key] = copy.deepcopy(sub["default"])
-        if isinstance(config.get(key), dict) and "properties" in sub:
+        if isinstance(config.get(key), dict) and ("properties" in sub or "additionalProperties" in sub):
             fill_defaults(config[key], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):  # entries of a name -> settings mapping (deflicker_videos)
+        for key, value in config.items():
+            if key not in properties and isinstance(value, dict):
+                fill_defaults(value, extra)
     return config
 
 
@@ -193,6 +199,12 @@ def check_config(config: dict, basedir: str | Path, origin: Origin = _config_yam
     if stylizer["backend"] == "diffusion":
         errors.extend(check_diffusion_config(stylizer, origin("stylizer.model")))
     videos = set(config["videos"])
+    if not videos and not config["deflicker_videos"]:
+        errors.append(f"{origin('videos')}: videos: nothing to do; name a video to restyle under videos "
+                      "(or one to deflicker under deflicker_videos)")
+    for name in sorted(videos & set(config["deflicker_videos"])):
+        errors.append(f"{origin(f'deflicker_videos.{name}')}: deflicker_videos.{name}: the name {name!r} is also "
+                      "one of videos, and both would write results/" + name + "/; rename one of them")
     sections = (("keyframes.extra", config["keyframes"]["extra"]), ("stylizer.overrides", stylizer["overrides"]))
     for key, per_video in sections:
         for name in sorted(set(per_video) - videos):
@@ -303,6 +315,44 @@ def check_video(name: str, path: str, config: dict, origin: Origin = _config_yam
                           f"frames of {name} are {width}x{height}; resize it to {width}x{height}")
     errors.value = {"probe": probe, "size": (width, height),
                     "painted": {frame: str(p) for frame, p in painted.items()}}
+    return errors
+
+
+def check_deflicker_video(name: str, entry: dict, config: dict, origin: Origin = _config_yaml) -> PreflightErrors:
+    """A video to deflicker (``deflicker_videos.<name>``) opens, and its guide, when it has
+    one, has the same frame count and frame size.
+
+    On success the result's ``value`` is like :func:`check_video`'s (no painted keyframes),
+    plus ``"guide_probe"`` (None without a guide).
+    """
+    errors = PreflightErrors()
+    probes = {}
+    for role in ("video", "guide"):
+        path = entry[role]
+        if path is None:
+            probes[role] = None
+            continue
+        try:
+            probes[role] = probe_video(path, decode_errors=config["decode_errors"])
+        except VideoError as error:
+            key = f"deflicker_videos.{name}.{role}"
+            errors.append(f"{error} ({key} in {origin(key)})")
+    if errors:
+        return errors
+    probe, guide = probes["video"], probes["guide"]
+    size = output_size(probe["width"], probe["height"], config["width"])
+    if guide is not None:
+        video_path, guide_path = entry["video"], entry["guide"]
+        fix = (f"give as guide the video {video_path} was made from, frame for frame "
+               f"(deflicker_videos.{name}.guide in {origin(f'deflicker_videos.{name}.guide')}), or remove the guide "
+               "to deflicker blind")
+        if guide["n_frames"] != probe["n_frames"]:
+            errors.append(f"{guide_path}: the guide has {guide['n_frames']} frames but {video_path} has "
+                          f"{probe['n_frames']}; {fix}")
+        elif (guide["width"], guide["height"]) != (probe["width"], probe["height"]):
+            errors.append(f"{guide_path}: the guide is {guide['width']}x{guide['height']} but {video_path} is "
+                          f"{probe['width']}x{probe['height']}; {fix}")
+    errors.value = {"probe": probe, "size": size, "painted": {}, "guide_probe": guide}
     return errors
 
 

@@ -4,13 +4,14 @@
 import math
 import os
 import sys
+from argparse import Namespace
 from pathlib import Path
 
 from snakemake.common.configfile import load_configfile
 
 # The restyle library of this checkout, also when it is not pip-installed.
 sys.path.insert(0, workflow.basedir)
-from restyle import evaluate, io, keyframes, preflight, stylize
+from restyle import assemble, chunks, evaluate, io, keyframes, preflight, stylize
 from restyle.snakemake_output import one_line_per_job
 
 # The terminal shows one line per finished job (.snakemake/log/ keeps the job blocks).
@@ -42,11 +43,24 @@ def config_origin(key):
 # defaults are filled in (no rule or script supplies a default of its own).
 preflight.coerce_command_line(config, CLI_CONFIG, preflight.load_schema(workflow.basedir))
 preflight.fail_on_errors(preflight.check_config(config, workflow.basedir, config_origin))
+# per_frame: every frame stylized, then deflickered; otherwise keyframes and gaps, and the
+# deflicker stage after blend_gap when deflicker.method asks for it.
+PER_FRAME = config["propagation"]["method"] == "per_frame"
+DEFLICKER_RESTYLED = PER_FRAME or config["deflicker"]["method"] != "none"
 if workflow.is_main_process or preflight.VIDEO_INFO_ENV not in os.environ:
     VIDEO_INFO = {
         name: preflight.fail_on_errors(preflight.check_video(name, path, config, config_origin))
         for name, path in config["videos"].items()
     }
+    # Videos made elsewhere, only to be deflickered (and their guides: same length and size).
+    VIDEO_INFO.update(
+        {
+            name: preflight.fail_on_errors(
+                preflight.check_deflicker_video(name, entry, config, config_origin)
+            )
+            for name, entry in config["deflicker_videos"].items()
+        }
+    )
     # Jobs parse this file again (a cluster job, for one): they get the probes from here.
     os.environ[preflight.VIDEO_INFO_ENV] = preflight.encode_video_info(VIDEO_INFO)
 else:
@@ -60,8 +74,10 @@ def remove_leftover_intermediates():
     before a run plans its jobs and when it succeeds."""
     if config["keep_intermediate"]:
         return
+    # With the deflicker stage, gaps are measured after it (measure_chunk), not through their flows.
+    flow_done = "blended" if DEFLICKER_RESTYLED else "measured"
     for name in config["videos"]:
-        for stage, last_output in (("flow", "measured"), ("guides", "blended"), ("passes", "blended")):
+        for stage, last_output in (("flow", flow_done), ("guides", "blended"), ("passes", "blended")):
             io.remove_directories_made_redundant(
                 Path("results", name, stage), Path("results", name, last_output)
             )
@@ -72,7 +88,7 @@ if workflow.is_main_process:
         # A plan from an earlier run tells, before any job starts, whether a newly painted
         # file sits on a keyframe; on a first run plan_keyframes checks it.
         plan_file = Path("results", name, "keyframes.json")
-        if info["painted"] and plan_file.exists():
+        if info["painted"] and plan_file.exists() and not PER_FRAME:
             planned = io.read_json(plan_file)
             if planned["interval"] == config["keyframes"]["interval"]:
                 preflight.fail_on_errors(
@@ -116,6 +132,7 @@ wildcard_constraints:
     gap=r"\d{5}-\d{5}",
     frame=r"\d{5}",
     scene=r"\d{5}",
+    chunk=r"\d{5}-\d{5}",
 
 
 def results(*parts):
@@ -247,18 +264,294 @@ def assembled_inputs(wildcards):
 
 
 def gap_measurements(wildcards):
-    """Every gap's share of metrics.json (measure_gap)."""
+    """Every gap's share of metrics.json (measure_gap; none with the deflicker stage, whose
+    chunks are measured instead)."""
+    if deflickers(wildcards.video):
+        return []
     return [results(wildcards.video, "measured", g["name"]) for g in keyframe_plan(wildcards)["gaps"]]
 
 
 def final_outputs():
     outputs = []
-    for video in config["videos"]:
-        outputs.append(results(video, "restyled.mp4"))
+    for video in [*config["videos"], *config["deflicker_videos"]]:
+        outputs.append(results(video, final_video_name(video)))
         outputs.append(results(video, "metrics.json"))
         if config["output"]["compare"]:
             outputs.append(results(video, "compare.mp4"))
     return outputs
+
+
+# Deflickering: of the restyled output (deflicker.method, or propagation.method per_frame), and
+# of the videos under deflicker_videos, chunk by chunk (restyle.chunks).
+def is_deflicker_video(video):
+    return video in config["deflicker_videos"]
+
+
+def deflickers(video):
+    """Whether the final frames of ``video`` are those of deflicker_chunk."""
+    return is_deflicker_video(video) or DEFLICKER_RESTYLED
+
+
+def has_guide(video):
+    return is_deflicker_video(video) and config["deflicker_videos"][video]["guide"] is not None
+
+
+def is_blind(video):
+    return is_deflicker_video(video) and not has_guide(video)
+
+
+def final_video_name(video):
+    return "deflickered.mp4" if is_deflicker_video(video) else "restyled.mp4"
+
+
+def source_video(wildcards):
+    """The video file behind ``wildcards.video`` (restyled or deflickered)."""
+    if is_deflicker_video(wildcards.video):
+        return config["deflicker_videos"][wildcards.video]["video"]
+    return config["videos"][wildcards.video]
+
+
+def guide_video(wildcards):
+    return config["deflicker_videos"][wildcards.video]["guide"]
+
+
+def guide_frames(video):
+    """The frames a deflicker of ``video`` matches on: the input frames of a restyled video,
+    a deflicker video's guide, or none (blind)."""
+    if is_deflicker_video(video):
+        return [results(video, "guide", "frames")] if has_guide(video) else []
+    return [results(video, "frames")]
+
+
+def scene_source(wildcards):
+    """What scenes are detected on: the guide when there is one, else the frames."""
+    if has_guide(wildcards.video):
+        return {
+            "frames": results(wildcards.video, "guide", "frames"),
+            "meta": results(wildcards.video, "guide", "meta.json"),
+        }
+    return {"frames": results(wildcards.video, "frames"), "meta": results(wildcards.video, "meta.json")}
+
+
+_CHUNK_PLANS = {}
+
+
+def chunk_plan(video):
+    """chunks.json of ``video`` (the plan_chunks checkpoint), read once per version."""
+    path = Path(checkpoints.plan_chunks.get(video=video).output[0])
+    version = (str(path), path.stat().st_mtime_ns)
+    if version not in _CHUNK_PLANS:
+        plan = io.read_json(path)
+        plan["frame_chunk"] = chunks.chunk_of_frame(plan)
+        if "gaps" in plan:
+            plan["frame_sources"] = keyframes.frame_sources(plan)
+        _CHUNK_PLANS[version] = plan
+    return _CHUNK_PLANS[version]
+
+
+def chunk_plan_input(wildcards):
+    """A restyled video's chunks are planned from its keyframe plan (whose keyframes and gaps
+    they keep, so a chunk's inputs depend on this one checkpoint), others from their scenes."""
+    if is_deflicker_video(wildcards.video) or PER_FRAME:
+        return {"scenes": results(wildcards.video, "scenes.json")}
+    return {"plan": results(wildcards.video, "keyframes.json")}
+
+
+def this_chunk(wildcards):
+    return chunks.find_chunk(chunk_plan(wildcards.video), wildcards.chunk)
+
+
+def remap_settings():
+    """restyle.deflicker.RemapSettings of the config: the deflicker section's, with flow.preset."""
+    keys = (
+        "guide_weight",
+        "style_weight",
+        "patch_size",
+        "patchmatch_iters",
+        "search_radius",
+        "error_scale",
+        "seed",
+    )
+    return {**{k: config["deflicker"][k] for k in keys}, "flow_preset": config["flow"]["preset"]}
+
+
+def deflicker_window(video):
+    """Frames each side a deflicker chunk reads: the local refinement's when blind."""
+    return config["deflicker"]["blind"]["refine_window"] if is_blind(video) else config["deflicker"]["window"]
+
+
+def chunk_context(wildcards):
+    return chunks.context(
+        chunk_plan(wildcards.video), this_chunk(wildcards), deflicker_window(wildcards.video)
+    )
+
+
+def processed_frame_paths(video, start, end):
+    """Path of each frame ``start..end - 1`` of ``video`` before deflickering: its extracted
+    frames (deflicker_videos), its per-frame stylization, or its styled keyframes and blends."""
+    if is_deflicker_video(video):
+        return [results(video, "frames", io.frame_name(t)) for t in range(start, end)]
+    if PER_FRAME:
+        names = chunk_plan(video)["frame_chunk"]
+        return [results(video, "stylized", names[t], io.frame_name(t)) for t in range(start, end)]
+    sources = chunk_plan(video)["frame_sources"]
+    return [
+        (
+            styled_keyframe(video, t)
+            if sources[t] is None
+            else results(video, "blended", sources[t], io.frame_name(t))
+        )
+        for t in range(start, end)
+    ]
+
+
+def processed_frame_inputs(video, start, end):
+    """The outputs (files, folders) :func:`processed_frame_paths` of those frames lie in."""
+    if is_deflicker_video(video):
+        return [results(video, "frames")]
+    if PER_FRAME:
+        return [
+            results(video, "stylized", c["name"])
+            for c in chunks.chunks_covering(chunk_plan(video), start, end)
+        ]
+    keys, gaps = chunks.context_sources(chunk_plan(video)["frame_sources"], start, end)
+    return [styled_keyframe(video, k) for k in keys] + [results(video, "blended", g) for g in gaps]
+
+
+def deflicker_chunk_inputs(wildcards):
+    """A deflicker chunk's context (processed frames and guide), and the atlas of its scene
+    when blind."""
+    start, end = chunk_context(wildcards)
+    inputs = {
+        "processed": processed_frame_inputs(wildcards.video, start, end),
+        "guide": guide_frames(wildcards.video),
+        "chunks": results(wildcards.video, "chunks.json"),
+    }
+    if is_blind(wildcards.video):
+        scene = chunk_plan(wildcards.video)["scenes"][this_chunk(wildcards)["scene"]]
+        inputs["atlas"] = results(wildcards.video, "atlas", f"{scene[0]:05d}.npy")
+    return inputs
+
+
+def deflicker_chunk_params(wildcards):
+    start, end = chunk_context(wildcards)
+    chunk = this_chunk(wildcards)
+    scene = chunk_plan(wildcards.video)["scenes"][chunk["scene"]]
+    return {
+        "context": [start, end],
+        "targets": [chunk["start"], chunk["end"]],
+        "scene": scene,
+        "paths": processed_frame_paths(wildcards.video, start, end),
+        "blind": is_blind(wildcards.video),
+    }
+
+
+def final_frame_paths(video):
+    """The final frames of ``video``, one path per frame: the deflickered chunks' frames, or
+    the assembled styled keyframes and blends (restyle.assemble)."""
+    if deflickers(video):
+        names = chunk_plan(video)["frame_chunk"]
+        return [results(video, "deflickered", names[t], io.frame_name(t)) for t in range(len(names))]
+    plan = keyframe_plan(Namespace(video=video))
+    return assemble.restyled_frame_paths(
+        plan,
+        [styled_keyframe(video, k) for k in plan["keyframes"]],
+        [results(video, "blended", g["name"]) for g in plan["gaps"]],
+    )
+
+
+def final_frames(wildcards):
+    """The outputs the final frames of ``wildcards.video`` lie in (see final_frame_paths)."""
+    if deflickers(wildcards.video):
+        return {
+            "final": [
+                results(wildcards.video, "deflickered", c["name"])
+                for c in chunk_plan(wildcards.video)["chunks"]
+            ]
+        }
+    return assembled_inputs(wildcards)
+
+
+def scene_atlas_frames(wildcards):
+    scene = next(s for s in chunk_plan(wildcards.video)["scenes"] if s[0] == int(wildcards.scene))
+    return list(scene)
+
+
+def measure_chunk_inputs(wildcards):
+    """What a chunk's measurement reads: its final frames (and the one before it), the frames
+    they were made from, and the frames its flows are computed on."""
+    plan = chunk_plan(wildcards.video)
+    start, end = chunks.measured_range(plan, this_chunk(wildcards))
+    inputs = {
+        "final": [
+            results(wildcards.video, "deflickered", c["name"])
+            for c in chunks.chunks_covering(plan, start, end)
+        ],
+        "frames": results(wildcards.video, "frames"),
+        "guide": guide_frames(wildcards.video),
+    }
+    if not is_deflicker_video(wildcards.video):
+        inputs["processed"] = processed_frame_inputs(wildcards.video, start, end)
+    return inputs
+
+
+def measure_chunk_params(wildcards):
+    video = wildcards.video
+    start, end = chunks.measured_range(chunk_plan(video), this_chunk(wildcards))
+    restyled = not is_deflicker_video(video)
+    return {
+        "frames": [start, end],
+        "final": [
+            results(video, "deflickered", chunk_plan(video)["frame_chunk"][t], io.frame_name(t))
+            for t in range(start, end)
+        ],
+        # E_warp of the frames before the deflicker too (per_frame: the per-frame reference is those).
+        "before": processed_frame_paths(video, start, end) if restyled and not PER_FRAME else [],
+        "flows_on": "input" if restyled else ("guide" if has_guide(video) else "flicker_invariant"),
+        "reference_look": evaluate.reference_look(config["stylizer"]) if restyled else None,
+        # Frames whose fidelity is not measured here: keyframes (not propagated), and the
+        # frame before the chunk, which the chunk before it measures.
+        "not_compared": sorted(
+            {start} - {this_chunk(wildcards)["start"]}
+            | set([] if PER_FRAME or not restyled else chunk_plan(video)["keyframes"])
+        ),
+    }
+
+
+def chunk_measurements(wildcards):
+    return [
+        results(wildcards.video, "measured_chunks", c["name"]) for c in chunk_plan(wildcards.video)["chunks"]
+    ]
+
+
+def measure_inputs(wildcards):
+    """What metrics.json is made from: the gaps' measurements and the keyframes and blends
+    (no deflicker), or the chunks' measurements (and the plans the report counts)."""
+    if not deflickers(wildcards.video):
+        return {
+            **assembled_inputs(wildcards),
+            "measured": gap_measurements(wildcards),
+            "plan": results(wildcards.video, "keyframes.json"),
+        }
+    inputs = {"measured": chunk_measurements(wildcards), "chunks": results(wildcards.video, "chunks.json")}
+    if not is_deflicker_video(wildcards.video) and not PER_FRAME:
+        inputs["plan"] = results(wildcards.video, "keyframes.json")
+    return inputs
+
+
+def measure_mode(video):
+    """gaps (no deflicker), chunks (restyled and deflickered), per_frame or deflicker_video."""
+    if is_deflicker_video(video):
+        return "deflicker_video"
+    if PER_FRAME:
+        return "per_frame"
+    return "chunks" if DEFLICKER_RESTYLED else "gaps"
+
+
+def painted_in_chunk(wildcards):
+    """{frame: painted file} of the frames of this chunk (per-frame stylization)."""
+    chunk = this_chunk(wildcards)
+    return {t: p for t, p in painted_keyframes(wildcards.video).items() if chunk["start"] <= t < chunk["end"]}
 
 
 # Cluster submission.  Consecutive gaps of the plan are batched into group jobs together

@@ -1,15 +1,15 @@
 rule encode_video:
     """H.264 mp4 at the source frame rate, with the source audio muxed back."""
     input:
-        unpack(assembled_inputs),
+        # Where the final frames lie (final_frame_paths names each one).
+        unpack(final_frames),
         # Read by encode_compare only (its left half); the frames are kept outputs.
         frames=results("{video}", "frames"),
         # Not read: a gap is done once measured too, while its flows exist (measure_gap), so
         # asking for the video alone and for metrics.json later never recomputes a gap.
         measured=gap_measurements,
-        plan=results("{video}", "keyframes.json"),
         meta=results("{video}", "meta.json"),
-        source=lambda wc: config["videos"][wc.video],
+        source=source_video,
     output:
         results("{video}", "restyled.mp4"),
     log:
@@ -25,6 +25,7 @@ rule encode_video:
         runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.1),
     params:
         crf=config["output"]["crf"],
+        paths=lambda wc: final_frame_paths(wc.video),
     script:
         "../../scripts/encode_video.py"
 
@@ -37,3 +38,13 @@ use rule encode_video as encode_compare with:
         "logs/{video}/encode_compare.log",
     benchmark:
         results("{video}", "benchmarks", "encode_compare.tsv")
+
+
+use rule encode_video as encode_deflickered with:
+    # A deflicker video's output (deflicker_videos), with its source's audio.
+    output:
+        results("{video}", "deflickered.mp4"),
+    log:
+        "logs/{video}/encode_deflickered.log",
+    benchmark:
+        results("{video}", "benchmarks", "encode_deflickered.tsv")

@@ -1,7 +1,7 @@
 rule extract_frames:
     """Decode the video to numbered PNGs at a constant frame rate, plus meta.json."""
     input:
-        video=lambda wc: config["videos"][wc.video],
+        video=source_video,
     output:
         frames=directory(results("{video}", "frames")),
         meta=results("{video}", "meta.json"),
@@ -21,3 +21,16 @@ rule extract_frames:
         decode_errors=config["decode_errors"],
     script:
         "../../scripts/extract_frames.py"
+
+
+use rule extract_frames as extract_guide with:
+    # A deflicker video's guide, extracted the same way (same size, rate and damage handling).
+    input:
+        video=guide_video,
+    output:
+        frames=directory(results("{video}", "guide", "frames")),
+        meta=results("{video}", "guide", "meta.json"),
+    log:
+        "logs/{video}/extract_guide.log",
+    benchmark:
+        results("{video}", "benchmarks", "extract_guide.tsv")

@@ -38,11 +38,9 @@ rule measure:
     against per-frame stylization, and the time spent in each stage.  The gaps' numbers come
     from measure_gap; the pairs of adjacent keyframes, which no gap holds, are measured here."""
     input:
-        unpack(assembled_inputs),
-        measured=gap_measurements,
-        video=results("{video}", "restyled.mp4"),
+        unpack(measure_inputs),
+        video=lambda wc: results(wc.video, final_video_name(wc.video)),
         frames=results("{video}", "frames"),
-        plan=results("{video}", "keyframes.json"),
         meta=results("{video}", "meta.json"),
     output:
         results("{video}", "metrics.json"),
@@ -58,6 +56,8 @@ rule measure:
         disk_mb=10,
         runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.2),
     params:
+        mode=lambda wc: measure_mode(wc.video),
+        paths=lambda wc: final_frame_paths(wc.video),
         flow_preset=config["flow"]["preset"],
         no_reference=evaluate.no_reference_reason(
             config["measure"]["per_frame_reference"], config["stylizer"]

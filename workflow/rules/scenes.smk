@@ -1,8 +1,8 @@
 rule detect_scenes:
-    """Find hard cuts with PySceneDetect on the extracted frames."""
+    """Find hard cuts with PySceneDetect on the extracted frames (a deflicker video's guide,
+    when it has one)."""
     input:
-        frames=results("{video}", "frames"),
-        meta=results("{video}", "meta.json"),
+        unpack(scene_source),
     output:
         results("{video}", "scenes.json"),
     log:

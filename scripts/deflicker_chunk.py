@@ -1,0 +1,23 @@
+"""deflicker_chunk: a chunk's context (processed frames, guide; the scene's atlas when blind)
+-> deflickered/<chunk>/<t>.png for the chunk's own frames."""
+from restyle import deflicker, io
+
+with io.job_log(snakemake.log[0]):
+    params, chunk = snakemake.params, snakemake.params.chunk
+    (lo, hi), (start, end) = chunk["context"], chunk["targets"]
+    frames = [io.read_image(path) for path in chunk["paths"]]
+    targets = list(range(start - lo, end - lo))
+    settings = deflicker.RemapSettings(**params.settings)
+    if chunk["blind"]:
+        scene_start = chunk["scene"][0]
+        atlas = io.load_array(snakemake.input.atlas)[lo - scene_start:hi - scene_start]
+        blind = deflicker.BlindSettings(**params.blind)
+        out_frames = deflicker.deflicker_blind(frames, atlas, blind=blind, settings=settings, targets=targets,
+                                               first_index=lo, threads=snakemake.threads)
+    else:
+        guide = [io.read_frame(snakemake.input.guide[0], t) for t in range(lo, hi)]
+        out_frames = deflicker.patch_blend(frames, guide, window=params.window, form=params.form, settings=settings,
+                                           targets=targets, first_index=lo, threads=snakemake.threads)
+    with io.staged_directory(snakemake.output[0]) as out:
+        for t, frame in zip(range(start, end), out_frames):
+            io.write_image(out / io.frame_name(t), frame)
