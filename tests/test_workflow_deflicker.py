@@ -13,8 +13,9 @@ from workflow_runs import CUT, N_FRAMES, one_line_error, planned_jobs, snakemake
 from restyle.metrics import synthetic_flicker
 from restyle.video import probe_video, read_frames, write_video
 
+FLICKER_FRAMES = 12
 # Small chunks and windows, so each scene has a few chunks and a repaint touches only some.
-DEFLICKER = {"method": "patch_blend", "window": 1, "frames_per_job": 4}
+DEFLICKER = {"method": "patch_blend", "window": 1, "frames_per_job": 6}
 
 
 def _metrics(workdir, name):
@@ -32,13 +33,15 @@ def deflickered_render(tmp_path_factory, clip):
 
 @pytest.fixture(scope="module")
 def flickering(tmp_path_factory, clip):
-    """(flickering video, its clean guide): the clip with synthetic per-frame flicker, and the
-    clip's audio."""
+    """(flickering video, its clean guide): a small one-shot clip with audio, and the same with
+    synthetic per-frame flicker and the clip's audio."""
     folder = tmp_path_factory.mktemp("flickering")
-    clean = list(read_frames(clip))
+    guide = folder / "guide.mp4"
+    make_test_clip(guide, n_frames=FLICKER_FRAMES, size=(64, 48), cut_at=None, audio=True)
     path = folder / "flickering.mp4"
-    write_video(path, synthetic_flicker(clean, window=1, strength=1.0, seed=3), fps=24, audio_source=clip)
-    return path, clip
+    write_video(path, synthetic_flicker(read_frames(guide), window=1, strength=1.0, seed=3), fps=24,
+                audio_source=guide)
+    return path, guide
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,8 @@ def second_job(tmp_path_factory, clip, flickering):
     video, guide = flickering
     workdir = tmp_path_factory.mktemp("deflicker_videos_run")
     write_config(workdir, clip, propagation={"method": "per_frame"},
-                 deflicker={"window": 2, "frames_per_job": 8, "blind": {"refine_window": 1}},
+                 deflicker={"window": 1, "form": "exact", "frames_per_job": 16,
+                            "blind": {"atlas_width": 48, "atlas_window": 3, "refine_window": 1}},
                  deflicker_videos={"guided": {"video": str(video), "guide": str(guide)},
                                    "blind": {"video": str(video)}})
     snakemake(workdir)
@@ -66,7 +70,7 @@ def test_deflicker_stage_makes_the_restyled_video_steadier(deflickered_render, c
     assert [row["frame"] for row in metrics["e_warp_per_frame"]] == [t for t in range(1, N_FRAMES) if t != CUT]
     plan = json.loads((out / "keyframes.json").read_text())
     assert metrics["fidelity"]["frames_compared"] == N_FRAMES - len(plan["keyframes"])
-    assert metrics["timings"]["deflicker_chunk"]["jobs"] == 8
+    assert metrics["timings"]["deflicker_chunk"]["jobs"] == 6
 
 
 @pytest.mark.slow
@@ -79,8 +83,9 @@ def test_a_repainted_keyframe_reruns_only_the_deflicker_chunks_that_read_its_gap
     shutil.copy(workdir / "results" / "clip" / "styled_keyframes" / "00016.png", painted / "28.png")
     jobs = planned_jobs(workdir)
     chunks = {wildcards for rule, wildcards in jobs if rule == "deflicker_chunk"}
-    # Contexts (window 1): 00016-00019 reads 16-20, untouched; the later ones read 23..29.
-    assert chunks == {f"video=clip, chunk={c}" for c in ("00020-00023", "00024-00027", "00028-00029")}
+    # Contexts (window 1): 00016-00021 reads 16-22 (keyframes 16 and 22, gap 00016-00022),
+    # untouched; 00022-00027 reads 21-28, 00028-00029 reads 27-29.
+    assert chunks == {f"video=clip, chunk={c}" for c in ("00022-00027", "00028-00029")}
     assert {r for r, _ in jobs if r in ("synthesize_gap", "blend_gap")} == {"synthesize_gap", "blend_gap"}
     assert {w for r, w in jobs if r == "blend_gap"} == {"video=clip, gap=00022-00028"}
 
@@ -90,7 +95,7 @@ def test_a_repainted_keyframe_reruns_only_the_deflicker_chunks_that_read_its_gap
 def test_deflicker_videos_keep_frame_count_rate_and_audio_and_reduce_flicker(second_job, flickering, name):
     out = second_job / "results" / name
     probe, source = probe_video(out / "deflickered.mp4"), probe_video(flickering[0])
-    assert probe["n_frames"] == source["n_frames"] == N_FRAMES
+    assert probe["n_frames"] == source["n_frames"] == FLICKER_FRAMES
     assert probe["fps_fraction"] == source["fps_fraction"]
     assert probe["has_audio"] and abs(probe["duration_s"] - source["duration_s"]) < 0.1
     assert probe_video(out / "compare.mp4")["width"] == 2 * probe["width"]
@@ -114,10 +119,10 @@ def test_per_frame_mode_stylizes_every_frame_and_deflickers_them(second_job):
 @pytest.mark.slow
 def test_a_guide_of_another_length_or_size_is_a_one_line_error(tmp_path, clip, flickering):
     short = tmp_path / "short.mp4"
-    make_test_clip(short, n_frames=N_FRAMES - 5, size=(96, 64), cut_at=CUT)
+    make_test_clip(short, n_frames=FLICKER_FRAMES - 4, size=(64, 48), cut_at=None)
     small = tmp_path / "small.mp4"
-    make_test_clip(small, n_frames=N_FRAMES, size=(64, 48), cut_at=CUT)
-    for guide, problem in ((short, f"has {N_FRAMES - 5} frames"), (small, "is 64x48")):
+    make_test_clip(small, n_frames=FLICKER_FRAMES, size=(32, 24), cut_at=None)
+    for guide, problem in ((short, f"has {FLICKER_FRAMES - 4} frames"), (small, "is 32x24")):
         write_config(tmp_path, clip, deflicker_videos={"x": {"video": str(flickering[0]), "guide": str(guide)}})
         error = one_line_error(tmp_path)
         assert str(guide) in error and str(flickering[0]) in error and problem in error
