@@ -198,6 +198,7 @@ def check_config(config: dict, basedir: str | Path, origin: Origin = _config_yam
     stylizer = config["stylizer"]
     if stylizer["backend"] == "diffusion":
         errors.extend(check_diffusion_config(stylizer, origin("stylizer.model")))
+    errors.extend(check_deflicker_config(config, origin("deflicker")))
     videos = set(config["videos"])
     if not videos and not config["deflicker_videos"]:
         errors.append(f"{origin('videos')}: videos: nothing to do; name a video to restyle under videos "
@@ -316,6 +317,25 @@ def check_video(name: str, path: str, config: dict, origin: Origin = _config_yam
     errors.value = {"probe": probe, "size": (width, height),
                     "painted": {frame: str(p) for frame, p in painted.items()}}
     return errors
+
+
+def remap_settings(config: dict) -> dict:
+    """The arguments of :class:`restyle.deflicker.RemapSettings` in a (filled) config: the
+    deflicker section's matching options, with flow.preset."""
+    keys = ("guide_weight", "style_weight", "patch_size", "patchmatch_iters", "search_radius", "error_scale", "seed")
+    return {**{k: config["deflicker"][k] for k in keys}, "flow_preset": config["flow"]["preset"]}
+
+
+def check_deflicker_config(config: dict, origin: str = "config.yaml") -> list[str]:
+    """What the schema cannot say of the deflicker section (an odd patch size), in the
+    library's own words (:class:`restyle.deflicker.RemapSettings`)."""
+    from restyle.deflicker import RemapSettings
+
+    try:
+        RemapSettings(**remap_settings(config))
+    except ValueError as error:
+        return [f"{origin}: {error} ({fix_hint(origin)})"]
+    return []
 
 
 def check_deflicker_video(name: str, entry: dict, config: dict, origin: Origin = _config_yaml) -> PreflightErrors:

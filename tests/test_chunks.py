@@ -2,7 +2,11 @@
 
 import pytest
 
-from restyle import chunks, keyframes
+from pathlib import Path
+
+from restyle import chunks, keyframes, preflight
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_chunks_split_each_scene_and_never_cross_a_cut():
@@ -46,3 +50,8 @@ def test_a_chunk_reads_only_the_gaps_and_keyframes_its_context_touches():
                if 28 in chunks.context_sources(sources, lo, hi)[0]
                or "00022-00028" in chunks.context_sources(sources, lo, hi)[1]}
     assert touched == {"00020-00023", "00024-00027", "00028-00029"}
+
+
+def test_an_even_deflicker_patch_size_is_one_line_before_any_job():
+    errors = preflight.check_config({"videos": {"a": "a.mp4"}, "deflicker": {"patch_size": 4}}, REPO)
+    assert errors == ["config.yaml: deflicker patch_size must be odd and >= 3, got 4 (fix it in config.yaml)"]

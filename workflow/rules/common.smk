@@ -362,17 +362,8 @@ def this_chunk(wildcards):
 
 
 def remap_settings():
-    """restyle.deflicker.RemapSettings of the config: the deflicker section's, with flow.preset."""
-    keys = (
-        "guide_weight",
-        "style_weight",
-        "patch_size",
-        "patchmatch_iters",
-        "search_radius",
-        "error_scale",
-        "seed",
-    )
-    return {**{k: config["deflicker"][k] for k in keys}, "flow_preset": config["flow"]["preset"]}
+    """restyle.deflicker.RemapSettings of the config."""
+    return preflight.remap_settings(config)
 
 
 def deflicker_window(video):
