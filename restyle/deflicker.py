@@ -380,7 +380,7 @@ def patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray], *,
 # Blind deflickering
 # --------------------------------------------------------------------------------------
 
-def flicker_invariant(frame: np.ndarray, sigma: float = 4.0, floor: float = 3.0) -> np.ndarray:
+def flicker_invariant(frame: np.ndarray, sigma: float = 8.0, floor: float = 8.0) -> np.ndarray:
     """The frame with each channel's local mean and contrast taken out: what flicker keeps.
 
     ``N = 128 + 48 (I - mu) / sqrt(var + floor^2)`` per channel, with ``mu`` and ``var`` the
@@ -423,7 +423,7 @@ def shot_atlas(frames: Sequence[np.ndarray], *, atlas_width: int, window: int | 
     h, w = _reduced_size(height, width, atlas_width)
     small = [np.asarray(f) if (h, w) == (height, width) else cv2.resize(np.asarray(f), (w, h), interpolation=cv2.INTER_AREA)
              for f in frames]
-    guide = [flicker_invariant(f, sigma=max(1.5, 4.0 * w / width)) for f in small]
+    guide = [flicker_invariant(f, sigma=max(2.0, 8.0 * w / width)) for f in small]
     span = len(frames) - 1 if window is None else window
     if span < 1:
         return np.asarray(small, np.float32)
@@ -432,43 +432,107 @@ def shot_atlas(frames: Sequence[np.ndarray], *, atlas_width: int, window: int | 
     return np.asarray(blended, np.float32)
 
 
-def atlas_filter(frame: np.ndarray, atlas_frame: np.ndarray, sigma: float, max_gain: float = 4.0) -> np.ndarray:
+def _smooth_basis(height: int, width: int) -> np.ndarray:
+    """(1, x, y, x y, x^2, y^2) over the frame, x and y in [-1/2, 1/2]: (H * W, 6)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    x = (x + 0.5) / width - 0.5
+    y = (y + 0.5) / height - 0.5
+    return np.stack([np.ones_like(x), x, y, x * y, x * x, y * y], axis=-1).reshape(-1, 6)
+
+
+def colour_transform(frame: np.ndarray, reference: np.ndarray, *, iterations: int = 4) -> np.ndarray:
+    """The smooth per-channel colour map between ``frame`` and ``reference``.
+
+    Per channel ``c`` the frame is modelled as the reference seen through a smooth gain and
+    offset, ``I_c = alpha_c(x, y) A_c + beta_c(x, y)`` with quadratic polynomials ``alpha``,
+    ``beta`` of the position, fitted by iteratively reweighted least squares (Huber weights),
+    so pixels where the reference is wrong -- a ghost, a moving object it blurred -- barely
+    pull the fit.  The frame is regressed on the reference, not the other way round: the
+    reference is the softer of the two, and regressing on the sharper image would read its
+    extra detail as noise and shrink the gain.  Exposure, white balance, black level and
+    shading are such maps, undone by :func:`apply_colour_transform`; the map is too smooth to
+    copy the reference's own structure.
+
+    Parameters
+    ----------
+    frame, reference : (h, w, 3) float, the same size (small: the fit needs few pixels)
+
+    Returns
+    -------
+    float64 (3, 12): per channel the coefficients of ``alpha`` (first 6) and ``beta`` (last 6)
+    on :func:`_smooth_basis`.
+    """
+    frame = np.asarray(frame, np.float64)
+    reference = np.asarray(reference, np.float64)
+    height, width = frame.shape[:2]
+    basis = _smooth_basis(height, width)
+    coefficients = np.zeros((3, 12))
+    identity = np.zeros(12)
+    identity[0] = 1.0  # alpha = 1, beta = 0
+    # A slight pull towards the identity keeps a flat or clipped channel well posed.
+    pull = 1e-3 * len(basis) * np.diag([1.0] + [0.0] * 5 + [1e-4] + [0.0] * 5)
+    for c in range(3):
+        design = np.concatenate([basis * reference[..., c].reshape(-1, 1), basis], axis=1)
+        target = frame[..., c].reshape(-1)
+        weights = np.ones(len(target))
+        for _ in range(iterations):
+            weighted = design * weights[:, None]
+            coefficients[c] = np.linalg.solve(weighted.T @ design + pull, weighted.T @ target + pull @ identity)
+            residual = np.abs(design @ coefficients[c] - target)
+            scale = 1.4826 * np.median(residual) + 1e-6
+            weights = np.minimum(1.0, 1.5 * scale / np.maximum(residual, 1e-9))
+    return coefficients
+
+
+def apply_colour_transform(frame: np.ndarray, coefficients: np.ndarray, min_gain: float = 0.2) -> np.ndarray:
+    """Undo :func:`colour_transform`'s map on ``frame`` (uint8 (H, W, 3), any size):
+    ``(I - beta) / alpha``, float32."""
+    image = np.asarray(frame, np.float32)
+    height, width = image.shape[:2]
+    basis = _smooth_basis(height, width)
+    out = np.empty_like(image)
+    for c in range(3):
+        gain = np.maximum((basis @ coefficients[c, :6]).reshape(height, width), min_gain)
+        offset = (basis @ coefficients[c, 6:]).reshape(height, width)
+        out[..., c] = (image[..., c] - offset) / gain
+    return out
+
+
+def atlas_filter(frame: np.ndarray, atlas_frame: np.ndarray, sigma: float) -> np.ndarray:
     """The frame with the atlas frame's colour and brightness and its own detail.
 
-    Per channel, the frame's local mean and standard deviation (Gaussian, ``sigma`` pixels of
-    the frame) are replaced by the atlas's: ``O = mu_A + (I - mu_I) s_A / s_I``.  A gain and
-    offset that vary slowly, which is what global flicker is, are undone exactly; the
-    atlas's own flaws (blur, ghosts of moving objects) sit at finer scales than ``sigma`` and
-    do not pass.
+    First the smooth colour map of the frame onto the atlas (:func:`colour_transform`, fitted
+    at the atlas's size with both blurred alike, so the atlas's softness does not read as
+    lost contrast).  Then, when ``sigma > 0``, what still differs at scales above ``sigma``
+    pixels is taken from the atlas too: uneven flicker a quadratic map cannot follow.  Finer
+    scales -- detail, and the atlas's own flaws -- stay the frame's.
 
     Parameters
     ----------
     frame : uint8 (H, W, 3)
-    atlas_frame : (h, w, 3), any size (resized to the frame's)
+    atlas_frame : (h, w, 3), any size (e.g. :func:`shot_atlas`'s)
     sigma : float
-        Scale of what is taken from the atlas, in pixels of ``frame``.
-    max_gain : float
-        Limit of the contrast change, for regions the atlas got badly wrong.
+        Pixels of ``frame``; 0: the colour map only.
 
     Returns
     -------
     uint8 (H, W, 3)
     """
-    image = np.asarray(frame, np.float32)
+    image = np.asarray(frame)
     height, width = image.shape[:2]
     atlas = np.asarray(atlas_frame, np.float32)
-    if atlas.shape[:2] != (height, width):
-        atlas = cv2.resize(atlas, (width, height), interpolation=cv2.INTER_LINEAR)
-
-    def moments(x):
-        mean = cv2.GaussianBlur(x, (0, 0), sigma)
-        std = np.sqrt(np.maximum(cv2.GaussianBlur(x * x, (0, 0), sigma) - mean * mean, 0.0))
-        return mean, std
-
-    mean_i, std_i = moments(image)
-    mean_a, std_a = moments(atlas)
-    gain = np.clip((std_a + 1.0) / (std_i + 1.0), 1.0 / max_gain, max_gain)
-    return np.clip(np.rint(mean_a + (image - mean_i) * gain), 0, 255).astype(np.uint8)
+    h, w = atlas.shape[:2]
+    small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    soften = max(1.0, 2.0 * w / 192)
+    mapped = apply_colour_transform(image, colour_transform(cv2.GaussianBlur(small, (0, 0), soften),
+                                                            cv2.GaussianBlur(atlas, (0, 0), soften)))
+    if sigma > 0:
+        scale = w / width
+        small_sigma = max(sigma * scale, 0.5)
+        mapped_small = cv2.resize(mapped, (w, h), interpolation=cv2.INTER_AREA)
+        residual = cv2.GaussianBlur(atlas - mapped_small, (0, 0), small_sigma)
+        mapped += cv2.resize(residual, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(np.rint(mapped), 0, 255).astype(np.uint8)
 
 
 def local_refinement(filtered: Sequence[np.ndarray], guide: Sequence[np.ndarray], *, window: int, sigma: float,
