@@ -1,0 +1,131 @@
+"""Deflickering as library functions (restyle.deflicker): guided patch blending in both forms,
+and blind deflickering, on small generated clips."""
+
+import numpy as np
+import pytest
+
+from clips import synthetic_frames
+
+from restyle.deflicker import (BlindSettings, RemapSettings, apply_colour_transform, colour_transform,
+                               deflicker_blind, patch_blend, shot_atlas)
+from restyle.metrics import psnr, synthetic_flicker, warping_error
+
+SETTINGS = RemapSettings(guide_weight=10.0, style_weight=1.0, patch_size=5, patchmatch_iters=1, search_radius=8,
+                         error_scale=100.0, flow_preset="medium", seed=0)
+BLIND = BlindSettings(atlas_width=96, atlas_window=None, filter_sigma=0.0, refine_window=2, refine_sigma=2.0)
+BLIND_MATCHING = RemapSettings(guide_weight=10.0, style_weight=0.0, patch_size=5, patchmatch_iters=1,
+                               search_radius=8, error_scale=1000.0, flow_preset="medium", seed=0)
+
+
+@pytest.fixture(scope="module")
+def moving():
+    """A clean one-shot clip: a panning texture with a blob moving on its own, 16 frames."""
+    return list(synthetic_frames(16, (96, 64), cut_at=None))
+
+
+@pytest.fixture(scope="module")
+def jittered(moving):
+    """The clip 'processed' per frame with a random colour cast each frame, as per-frame
+    stylization flickers."""
+    rng = np.random.default_rng(5)
+    return [np.clip(f * rng.uniform(0.85, 1.15, 3) + rng.uniform(-12, 12, 3), 0, 255).astype(np.uint8)
+            for f in moving]
+
+
+def _mean_psnr(frames, references):
+    return float(np.mean([psnr(a, b) for a, b in zip(frames, references)]))
+
+
+def _blind(frames):
+    atlas = shot_atlas(frames, atlas_width=BLIND.atlas_width, window=None, settings=BLIND_MATCHING)
+    return deflicker_blind(frames, atlas, blind=BLIND, settings=BLIND_MATCHING)
+
+
+@pytest.mark.parametrize("form", ["exact", "table"])
+def test_a_static_clip_stays_the_same(moving, form):
+    still = [moving[0]] * 8
+    out = patch_blend(still, still, window=3, form=form, settings=SETTINGS)
+    assert min(psnr(o, still[0]) for o in out) >= 50
+
+
+@pytest.mark.parametrize("form", ["exact", "table"])
+def test_a_clean_moving_video_is_left_nearly_unchanged(moving, form):
+    out = patch_blend(moving, moving, window=4, form=form, settings=SETTINGS)
+    assert _mean_psnr(out, moving) >= 40
+
+
+def test_guided_blending_removes_per_frame_colour_flicker(moving, jittered):
+    out = patch_blend(jittered, moving, window=7, form="table", settings=SETTINGS)
+    before, after, floor = (warping_error(v, moving) for v in (jittered, out, moving))
+    assert after < 0.25 * before
+    assert after < 3 * floor
+
+
+def test_the_table_form_agrees_with_the_exact_form(moving, jittered):
+    exact = patch_blend(jittered, moving, window=5, form="exact", settings=SETTINGS)
+    table = patch_blend(jittered, moving, window=5, form="table", settings=SETTINGS)
+    assert _mean_psnr(table, exact) >= 38
+
+
+@pytest.mark.parametrize("form", ["exact", "table"])
+def test_a_chunk_with_its_context_gives_the_bytes_of_the_whole_clip(moving, jittered, form):
+    window = 3
+    whole = patch_blend(jittered, moving, window=window, form=form, settings=SETTINGS)
+    start, stop = 6, 10  # the chunk's own frames; context is window frames either side
+    lo, hi = start - window, stop + window
+    chunk = patch_blend(jittered[lo:hi], moving[lo:hi], window=window, form=form, settings=SETTINGS,
+                        targets=range(start - lo, stop - lo), first_index=lo)
+    for a, b in zip(chunk, whole[start:stop]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_result_does_not_depend_on_the_thread_count(moving, jittered):
+    one = patch_blend(jittered, moving, window=3, form="table", settings=SETTINGS, threads=1)
+    two = patch_blend(jittered, moving, window=3, form="table", settings=SETTINGS, threads=2)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_globally_flickering_static_scene_comes_out_constant(moving):
+    still = [moving[3]] * 12
+    flickering = list(synthetic_flicker(still, window=1, strength=1.0, seed=2))
+    out = _blind(flickering)
+    brightness = np.array([o.mean(axis=(0, 1)) for o in out])
+    assert np.ptp(np.array([f.mean(axis=(0, 1)) for f in flickering]), axis=0).max() > 20
+    assert np.ptp(brightness, axis=0).max() < 1.5
+    # ... and every pixel is steady, not only the mean.
+    assert np.std(np.asarray(out, np.float32), axis=0).mean() < 1.0
+
+
+def test_blind_deflickering_removes_synthetic_flicker_and_keeps_a_clean_clip(moving):
+    flickering = list(synthetic_flicker(moving, window=1, strength=1.0, seed=4))
+    out = _blind(flickering)
+    floor = warping_error(moving, moving)
+    assert warping_error(out, moving) < 2 * floor < 0.1 * warping_error(flickering, moving)
+    assert _mean_psnr(out, moving) > _mean_psnr(flickering, moving) + 6
+    assert _mean_psnr(_blind(moving), moving) >= 36
+
+
+def test_the_colour_transform_undoes_exposure_white_balance_and_shading(moving):
+    clean = moving[0].astype(np.float32)
+    height, width = clean.shape[:2]
+    x = (np.arange(width) + 0.5) / width - 0.5
+    shading = 10 * x[None, :, None] * np.array([1.0, -0.5, 0.3])
+    flickered = clean * np.array([1.2, 1.1, 0.9]) + np.array([8.0, -5.0, 3.0]) + shading
+    coefficients = colour_transform(flickered, clean)
+    restored = apply_colour_transform(flickered, coefficients)
+    assert np.abs(restored - clean).max() < 0.5
+
+
+def test_bad_inputs_get_one_line_errors(moving):
+    with pytest.raises(ValueError, match="window must be a whole number of frames >= 1"):
+        patch_blend(moving, moving, window=0, form="table", settings=SETTINGS)
+    with pytest.raises(ValueError, match="guide has 15 frames but the processed video has 16"):
+        patch_blend(moving, moving[:15], window=2, form="table", settings=SETTINGS)
+    small = [f[:32, :48] for f in moving]
+    with pytest.raises(ValueError, match="guide frames are 48x32 but the processed ones are 96x64"):
+        patch_blend(moving, small, window=2, form="exact", settings=SETTINGS)
+    with pytest.raises(ValueError, match="unknown deflicker form 'fast'"):
+        patch_blend(moving, moving, window=2, form="fast", settings=SETTINGS)
+    with pytest.raises(ValueError, match="patch_size must be odd"):
+        RemapSettings(**{**SETTINGS.__dict__, "patch_size": 4})
