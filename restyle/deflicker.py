@@ -56,13 +56,15 @@ References
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from restyle.flow import compute_flow, sampling_grid
+from restyle.flow import compute_flow, remap, sampling_grid
+from restyle.propagate import advect_positions
 
 #: How the window average is computed (see the module docstring).
 BLEND_FORMS = ("exact", "table")
@@ -140,19 +142,19 @@ def _check_clip(name: str, frames: Sequence[np.ndarray], like: Sequence[np.ndarr
     return shape[:2]
 
 
-def _compose(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """The field ``a -> c`` from ``a -> b`` (``first``) and ``b -> c`` (``second``)."""
-    return second[first[..., 1], first[..., 0]]
+@dataclass(frozen=True)
+class _Field:
+    """A remap ``s -> t``: per pixel of ``t`` its source in ``s``.
 
+    ``nnf`` is the PatchMatch field (patch centres); ``position`` the sub-pixel source
+    position, which is where the motion followed by the warm start says wherever PatchMatch
+    kept that match (``followed``) and the patch centre elsewhere; ``weight`` the blend weight.
+    """
 
-def _flow_field(flow: np.ndarray) -> np.ndarray:
-    """Integer source positions ``rint(x + flow(x))``, clamped to the frame."""
-    height, width = flow.shape[:2]
-    map_x, map_y = sampling_grid(flow)
-    field = np.empty((height, width, 2), np.int32)
-    field[..., 0] = np.clip(np.rint(map_x), 0, width - 1)
-    field[..., 1] = np.clip(np.rint(map_y), 0, height - 1)
-    return field
+    nnf: np.ndarray
+    position: np.ndarray
+    followed: np.ndarray
+    weight: np.ndarray
 
 
 class _Remapper:
@@ -161,13 +163,15 @@ class _Remapper:
     ``remap(values, t, s)`` brings ``values`` (living in frame ``s``) onto frame ``t`` and
     returns them with the remap's weight map.  A field ``t -> s`` starts from the flow when
     the frames are neighbours, else from composing ``t -> m`` and ``m -> s`` for the ``m``
-    the form's ``split`` names, and is refined by PatchMatch.
+    the form's ``split`` names, and is refined by PatchMatch.  Positions are carried
+    sub-pixel, so content that simply moves is resampled at its exact place: averaging copies
+    snapped to the pixel grid would blur the result by up to half a pixel.
     """
 
     def __init__(self, processed, guide, settings: RemapSettings, first_index: int, split, threads):
         self.processed, self.guide, self.settings = processed, guide, settings
         self.first_index, self.split, self.threads = first_index, split, threads
-        self.fields: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.fields: dict[tuple[int, int], _Field] = {}
         self._gray: dict[int, np.ndarray] = {}
 
     def _gray_guide(self, t: int) -> np.ndarray:
@@ -176,40 +180,53 @@ class _Remapper:
                                          cv2.COLOR_RGB2GRAY)
         return self._gray[t]
 
-    def field(self, t: int, s: int) -> tuple[np.ndarray, np.ndarray]:
-        """(nnf t -> s, weight of the remap s -> t), cached."""
+    def field(self, t: int, s: int) -> _Field:
+        """The remap ``s -> t``, cached."""
         key = (t, s)
         if key not in self.fields:
             if abs(t - s) == 1:
-                start = _flow_field(compute_flow(self._gray_guide(t), self._gray_guide(s), self.settings.flow_preset))
+                flow = compute_flow(self._gray_guide(t), self._gray_guide(s), self.settings.flow_preset)
+                map_x, map_y = sampling_grid(flow)
+                position = np.stack([map_x, map_y], axis=-1)
             else:
                 m = self.split(t, s)
-                start = _compose(self.field(t, m)[0], self.field(m, s)[0])
-            self.fields[key] = self._refine(t, s, start)
+                first, second = self.field(t, m), self.field(m, s)
+                grid_x, grid_y = sampling_grid(np.zeros_like(first.position))
+                position = advect_positions(second.position, first.position - np.stack([grid_x, grid_y], axis=-1))
+            self.fields[key] = self._refine(t, s, position)
         return self.fields[key]
 
-    def _refine(self, t: int, s: int, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _refine(self, t: int, s: int, position: np.ndarray) -> _Field:
         from restyle.synthesis import patchmatch
 
         st = self.settings
+        height, width = position.shape[:2]
+        start = np.empty((height, width, 2), np.int32)
+        start[..., 0] = np.clip(np.rint(position[..., 0]), 0, width - 1)
+        start[..., 1] = np.clip(np.rint(position[..., 1]), 0, height - 1)
         nnf, _ = patchmatch([self.guide[s], self.processed[s]], [self.guide[t], self.processed[t]],
-                                [st.guide_weight, st.style_weight], initial_nnf=start, patch_size=st.patch_size,
-                                iterations=st.patchmatch_iters, search_radius=st.search_radius,
-                                seed=_pair_seed(st.seed, self.first_index + t, self.first_index + s),
-                                threads=self.threads)
+                            [st.guide_weight, st.style_weight], initial_nnf=start, patch_size=st.patch_size,
+                            iterations=st.patchmatch_iters, search_radius=st.search_radius,
+                            seed=_pair_seed(st.seed, self.first_index + t, self.first_index + s),
+                            threads=self.threads)
+        followed = np.all(nnf == start, axis=-1)
+        position = np.where(followed[..., None], position, nnf.astype(np.float32)).astype(np.float32)
         # Weighed by the guide alone: the processed frames differ where they flicker, which
         # is what the blend must average out, not a sign of a wrong match.
         matched = np.asarray(self.guide[s], np.float32)[nnf[..., 1], nnf[..., 0]]
         residual = ((matched - np.asarray(self.guide[t], np.float32)) ** 2).mean(axis=2)
         error = cv2.blur(residual, (st.patch_size, st.patch_size))
         weight = np.exp(-error / np.float32(st.error_scale)).astype(np.float32)
-        return nnf, weight
+        return _Field(nnf, position, followed, weight)
 
     def remap(self, values: np.ndarray, t: int, s: int) -> tuple[np.ndarray, np.ndarray]:
         from restyle.synthesis import vote
 
-        nnf, weight = self.field(t, s)
-        return vote(values, nnf, self.settings.patch_size), weight
+        f = self.field(t, s)
+        values = np.asarray(values, np.float32)
+        voted = vote(values, f.nnf, self.settings.patch_size)
+        exact = remap(values, f.position[..., 0], f.position[..., 1], "cubic").reshape(voted.shape)
+        return np.where(f.followed[..., None], exact, voted), f.weight
 
     def forget(self, keep) -> None:
         """Drop the fields ``(t, s)`` for which ``keep(t, s)`` is False."""
@@ -405,14 +422,21 @@ def _reduced_size(height: int, width: int, max_width: int) -> tuple[int, int]:
     return max(8, round(height * max_width / width)), max_width
 
 
-def shot_atlas(frames: Sequence[np.ndarray], *, atlas_width: int, window: int | None, settings: RemapSettings,
+def _blind_matching(settings: RemapSettings, blind: BlindSettings) -> RemapSettings:
+    """Matching on flicker-invariant frames: on them alone (the frames themselves flicker),
+    with the blind method's error scale (their differences are in units of local contrast)."""
+    return dataclasses.replace(settings, style_weight=0.0, guide_weight=max(settings.guide_weight, 1e-6),
+                               error_scale=blind.error_scale)
+
+
+def shot_atlas(frames: Sequence[np.ndarray], *, blind: BlindSettings, settings: RemapSettings,
                first_index: int = 0, threads: int | None = None) -> np.ndarray:
     """A consistent but flawed reference of one shot: its frames averaged onto each other.
 
     The table-form :func:`patch_blend` of the shot, matched on its :func:`flicker_invariant`
-    frames, at ``atlas_width`` pixels wide, over a window as long as the shot (or ``window``
-    frames each side): every frame becomes the average of the shot remapped onto it, so its
-    colour and brightness no longer flicker.
+    frames, at ``blind.atlas_width`` pixels wide, over a window as long as the shot (or
+    ``blind.atlas_window`` frames each side): every frame becomes the average of the shot
+    remapped onto it, so its colour and brightness no longer flicker.
 
     Returns
     -------
@@ -420,15 +444,15 @@ def shot_atlas(frames: Sequence[np.ndarray], *, atlas_width: int, window: int | 
     """
     _check_clip("shot", frames)
     height, width = np.shape(frames[0])[:2]
-    h, w = _reduced_size(height, width, atlas_width)
+    h, w = _reduced_size(height, width, blind.atlas_width)
     small = [np.asarray(f) if (h, w) == (height, width) else cv2.resize(np.asarray(f), (w, h), interpolation=cv2.INTER_AREA)
              for f in frames]
     guide = [flicker_invariant(f, sigma=max(2.0, 8.0 * w / width)) for f in small]
-    span = len(frames) - 1 if window is None else window
+    span = len(frames) - 1 if blind.atlas_window is None else blind.atlas_window
     if span < 1:
         return np.asarray(small, np.float32)
-    blended = patch_blend(small, guide, window=span, form="table", settings=settings, first_index=first_index,
-                          threads=threads)
+    blended = patch_blend(small, guide, window=span, form="table", settings=_blind_matching(settings, blind),
+                          first_index=first_index, threads=threads)
     return np.asarray(blended, np.float32)
 
 
@@ -572,6 +596,9 @@ class BlindSettings:
         Frames each side of the local refinement; 0 skips it.
     refine_sigma : float
         Pixels: finer detail than this is kept from the filtered frame during refinement.
+    error_scale : float
+        :attr:`RemapSettings.error_scale` of the matches on flicker-invariant frames, whose
+        differences are in units of local contrast, larger than colour differences.
     """
 
     atlas_width: int
@@ -579,6 +606,7 @@ class BlindSettings:
     filter_sigma: float
     refine_window: int
     refine_sigma: float
+    error_scale: float
 
 
 def deflicker_blind(frames: Sequence[np.ndarray], atlas: np.ndarray, *, blind: BlindSettings,
@@ -605,4 +633,5 @@ def deflicker_blind(frames: Sequence[np.ndarray], atlas: np.ndarray, *, blind: B
     filtered = [atlas_filter(f, a, sigma) for f, a in zip(frames, atlas)]
     guide = [flicker_invariant(f) for f in filtered]
     return local_refinement(filtered, guide, window=blind.refine_window, sigma=blind.refine_sigma,
-                            settings=settings, targets=targets, first_index=first_index, threads=threads)
+                            settings=_blind_matching(settings, blind), targets=targets, first_index=first_index,
+                            threads=threads)

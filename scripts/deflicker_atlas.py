@@ -5,7 +5,7 @@ with io.job_log(snakemake.log[0]):
     params = snakemake.params
     start, end = params.frames
     frames = [io.read_frame(snakemake.input.frames, t) for t in range(start, end)]
-    atlas = deflicker.shot_atlas(frames, atlas_width=params.blind["atlas_width"], window=params.blind["atlas_window"],
+    atlas = deflicker.shot_atlas(frames, blind=deflicker.BlindSettings(**params.blind),
                                  settings=deflicker.RemapSettings(**params.settings), first_index=start,
                                  threads=snakemake.threads)
     io.save_array(snakemake.output[0], atlas)

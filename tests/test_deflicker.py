@@ -12,9 +12,8 @@ from restyle.metrics import psnr, synthetic_flicker, warping_error
 
 SETTINGS = RemapSettings(guide_weight=10.0, style_weight=1.0, patch_size=5, patchmatch_iters=1, search_radius=8,
                          error_scale=100.0, flow_preset="medium", seed=0)
-BLIND = BlindSettings(atlas_width=96, atlas_window=None, filter_sigma=0.0, refine_window=2, refine_sigma=2.0)
-BLIND_MATCHING = RemapSettings(guide_weight=10.0, style_weight=0.0, patch_size=5, patchmatch_iters=1,
-                               search_radius=8, error_scale=1000.0, flow_preset="medium", seed=0)
+BLIND = BlindSettings(atlas_width=96, atlas_window=None, filter_sigma=0.0, refine_window=2, refine_sigma=2.0,
+                      error_scale=1000.0)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +36,8 @@ def _mean_psnr(frames, references):
 
 
 def _blind(frames):
-    atlas = shot_atlas(frames, atlas_width=BLIND.atlas_width, window=None, settings=BLIND_MATCHING)
-    return deflicker_blind(frames, atlas, blind=BLIND, settings=BLIND_MATCHING)
+    atlas = shot_atlas(frames, blind=BLIND, settings=SETTINGS)
+    return deflicker_blind(frames, atlas, blind=BLIND, settings=SETTINGS)
 
 
 @pytest.mark.parametrize("form", ["exact", "table"])

@@ -1,0 +1,204 @@
+"""Deflickering: quality on the synthetic-flicker protocol, on per-frame stylization and on
+restyled output, and speed of both blend forms (restyle.deflicker).
+
+Parts (all by default, or pick with ``--parts``):
+
+* ``synthetic``: Lei et al.'s protocol (``restyle.metrics.synthetic_flicker``, strength 1,
+  W = 1, 3, 10) on clips made from photographs (benchmarks/clips.py): PSNR against the clean
+  video and E_warp relative to the clean video's own, for the flickering input, a temporal
+  median of +-2 frames (no motion compensation) and blind restyle.
+* ``perframe``: a look applied to every frame on its own, made to flicker (``watercolor``
+  with a random colour cast per frame, like per-frame diffusion; ``strokes``, whose texture
+  swims), deflickered with the input as the guide (table form, W = 15): E_warp relative to the
+  input's own, sharpness ratio and PSNR against the per-frame frames.
+* ``restyled``: the demo through the workflow (snakemake, default config) with
+  ``deflicker.method`` none and patch_blend, for the default look and for ``strokes``, and
+  plain flow warping (``propagation.method: warp``) for ``strokes``; metrics.json's numbers.
+* ``speed``: seconds per output frame of a deflicker job (a chunk of C frames with W frames of
+  context each side) at 512x512 and 1920x1080, both forms, W = 15, and how it grows with W at
+  512x512; each case in a fresh process, whose peak memory is reported.
+
+Needs the ``demo`` extra (scikit-image).  Takes about 20 minutes on 2 cores.
+
+Usage: python benchmarks/bench_deflicker.py [--parts synthetic perframe restyled speed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from clips import make_clip
+from common import DEFAULTS, REPO, machine
+
+from restyle import preflight
+from restyle.deflicker import BlindSettings, RemapSettings, deflicker_blind, patch_blend, shot_atlas
+from restyle.flow import consecutive_flows
+from restyle.metrics import psnr, sharpness, sharpness_ratio, synthetic_flicker, warping_errors
+from restyle.stylize import BuiltinStylizer
+
+SETTINGS = RemapSettings(**preflight.remap_settings(DEFAULTS))
+BLIND = BlindSettings(**DEFAULTS["deflicker"]["blind"])
+WINDOW = DEFAULTS["deflicker"]["window"]
+SYNTHETIC_CLIPS = {"demo": 44, "astronaut": 96, "coffee_cat": 96, "rocket_tilt": 96}
+
+
+def mean_psnr(frames, references) -> float:
+    return float(np.mean([psnr(a, b) for a, b in zip(frames, references)]))
+
+
+def e_warp(videos: dict[str, list[np.ndarray]], flows) -> dict[str, float]:
+    """E_warp of each video through the same flows (of the clean/input video)."""
+    names = list(videos)
+    per_pair = warping_errors(({n: videos[n][t] for n in names} for t in range(len(videos[names[0]]))), flows)
+    return {n: float(np.mean(v)) for n, v in per_pair.items()}
+
+
+def temporal_median(frames: list[np.ndarray], radius: int = 2) -> list[np.ndarray]:
+    stack = np.asarray(frames)
+    return [np.median(stack[max(0, t - radius):t + radius + 1], axis=0).astype(np.uint8) for t in range(len(frames))]
+
+
+def blind(frames: list[np.ndarray]) -> list[np.ndarray]:
+    atlas = shot_atlas(frames, blind=BLIND, settings=SETTINGS)
+    return deflicker_blind(frames, atlas, blind=BLIND, settings=SETTINGS)
+
+
+def part_synthetic() -> None:
+    print("\n## Synthetic flicker (strength 1): PSNR vs clean (dB) / E_warp relative to the clean video's own\n")
+    print("| clip | W | flickering input | temporal median +-2 | blind restyle | blind s/frame |")
+    print("|---|---|---|---|---|---|")
+    for name, n_frames in SYNTHETIC_CLIPS.items():
+        clean = list(make_clip(name, n_frames=n_frames))
+        flows = list(consecutive_flows(clean, DEFAULTS["flow"]["preset"]))
+        for window in (1, 3, 10):
+            flickering = list(synthetic_flicker(clean, window, seed=0))
+            began = time.perf_counter()
+            out = blind(flickering)
+            seconds = (time.perf_counter() - began) / len(clean)
+            videos = {"clean": clean, "input": flickering, "median": temporal_median(flickering), "blind": out}
+            errors = e_warp(videos, flows)
+            cells = [f"{mean_psnr(videos[k], clean):.2f} / {errors[k] / errors['clean']:.2f}x"
+                     for k in ("input", "median", "blind")]
+            print(f"| {name} ({len(clean)} frames) | {window} | " + " | ".join(cells) + f" | {seconds:.2f} |", flush=True)
+
+
+def jittered(look: str, frames: list[np.ndarray], seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(per-frame stylized, the same made to flicker): ``watercolor`` gets a random colour cast
+    per frame; ``strokes`` flickers by itself (its texture swims)."""
+    stylizer = BuiltinStylizer(look)
+    styled = [stylizer(f, t) for t, f in enumerate(frames)]
+    if look == "strokes":
+        return styled, styled
+    rng = np.random.default_rng(seed)
+    cast = [np.clip(s * rng.uniform(0.85, 1.15, 3) + rng.uniform(-12, 12, 3), 0, 255).astype(np.uint8) for s in styled]
+    return styled, cast
+
+
+def part_perframe() -> None:
+    print(f"\n## Per-frame stylization deflickered with the input as guide (table form, W = {WINDOW})\n")
+    print("| clip | look | E_warp / input's: per-frame | deflickered | sharpness vs per-frame | PSNR vs per-frame (dB) | vs un-jittered | s/frame |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in ("demo", "astronaut", "coffee_cat"):
+        frames = list(make_clip(name, n_frames=SYNTHETIC_CLIPS[name]))
+        flows = list(consecutive_flows(frames, DEFAULTS["flow"]["preset"]))
+        for look in ("watercolor", "strokes"):
+            clean_style, processed = jittered(look, frames)
+            began = time.perf_counter()
+            out = patch_blend(processed, frames, window=WINDOW, form="table", settings=SETTINGS)
+            seconds = (time.perf_counter() - began) / len(frames)
+            errors = e_warp({"input": frames, "perframe": processed, "out": out}, flows)
+            sharp = sharpness_ratio([sharpness(o) for o in out], [sharpness(p) for p in processed])
+            print(f"| {name} | {look} | {errors['perframe'] / errors['input']:.2f}x | {errors['out'] / errors['input']:.2f}x "
+                  f"| {sharp:.3f} | {mean_psnr(out, processed):.2f} | {mean_psnr(out, clean_style):.2f} | {seconds:.2f} |",
+                  flush=True)
+
+
+def render(workdir: Path, overrides: dict) -> dict:
+    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
+    (workdir / "demo").mkdir()
+    shutil.copy(REPO / "demo" / "demo.mp4", workdir / "demo" / "demo.mp4")
+    (workdir / "overrides.yaml").write_text(json.dumps(overrides))
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+               "--configfile", str(workdir / "config.yaml"), str(workdir / "overrides.yaml"), "--cores", "2", "-q"]
+    began = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    metrics = json.loads((workdir / "results" / "demo" / "metrics.json").read_text())
+    metrics["wall_s"] = time.perf_counter() - began
+    return metrics
+
+
+def part_restyled() -> None:
+    print("\n## The restyled demo through the workflow, with and without the deflicker stage\n")
+    print("| look | propagation | deflicker | E_warp output | input's own | per-frame | PSNR vs per-frame (dB) | sharpness | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    look = DEFAULTS["stylizer"]["look"]
+    cases = [(look, "patch", "none"), (look, "patch", "patch_blend"),
+             ("strokes", "warp", "none"), ("strokes", "patch", "none"), ("strokes", "patch", "patch_blend")]
+    for case_look, method, deflicker in cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            m = render(Path(tmp), {"stylizer": {"look": case_look}, "propagation": {"method": method},
+                                   "deflicker": {"method": deflicker}})
+        e = m["e_warp"]
+        print(f"| {case_look} | {method} | {deflicker} | {e['output']:.3e} | {e['input']:.3e} | {e.get('per_frame', float('nan')):.3e} "
+              f"| {m['fidelity']['psnr_db']:.2f} | {m['fidelity']['sharpness_ratio']:.3f} | {m['wall_s']:.0f} |", flush=True)
+
+
+SPEED_CASES = [(512, 512, "table", 15, 16), (512, 512, "exact", 15, 8), (1920, 1080, "table", 15, 8),
+               (1920, 1080, "exact", 15, 2), (512, 512, "table", 3, 16), (512, 512, "table", 7, 16),
+               (512, 512, "table", 31, 16), (512, 512, "exact", 3, 8), (512, 512, "exact", 7, 8)]
+
+
+def speed_case(width: int, height: int, form: str, window: int, chunk: int) -> dict:
+    """One deflicker job: ``chunk`` frames with ``window`` frames of context each side."""
+    frames = list(make_clip("astronaut", width, height, n_frames=chunk + 2 * window))
+    _, processed = jittered("watercolor", frames)
+    del _
+    began, cpu = time.perf_counter(), time.process_time()
+    patch_blend(processed, frames, window=window, form=form, settings=SETTINGS, targets=range(window, window + chunk))
+    return {"s_per_frame": (time.perf_counter() - began) / chunk, "cpu_per_frame": (time.process_time() - cpu) / chunk,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def part_speed() -> None:
+    print("\n## Speed of one deflicker job (C frames, W frames of context each side), 2 threads\n")
+    print("| size | form | W | C | s/frame (wall) | CPU-s/frame | peak memory MB |")
+    print("|---|---|---|---|---|---|---|")
+    for width, height, form, window, chunk in SPEED_CASES:
+        out = subprocess.run([sys.executable, __file__, "--speed-case", str(width), str(height), form, str(window),
+                              str(chunk)], check=True, capture_output=True, text=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(f"| {width}x{height} | {form} | {window} | {chunk} | {r['s_per_frame']:.2f} | {r['cpu_per_frame']:.2f} "
+              f"| {r['peak_mb']:.0f} |", flush=True)
+
+
+PARTS = {"synthetic": part_synthetic, "perframe": part_perframe, "restyled": part_restyled, "speed": part_speed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
+    parser.add_argument("--speed-case", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.speed_case:
+        width, height, form, window, chunk = args.speed_case
+        print(json.dumps(speed_case(int(width), int(height), form, int(window), int(chunk))))
+        return
+    print(machine())
+    began = time.perf_counter()
+    for part in args.parts:
+        PARTS[part]()
+    print(f"\n(all parts: {time.perf_counter() - began:.0f} s; load average now {open('/proc/loadavg').read().split()[:3]})")
+
+
+if __name__ == "__main__":
+    main()
