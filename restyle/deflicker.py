@@ -397,7 +397,7 @@ def patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray], *,
 # Blind deflickering
 # --------------------------------------------------------------------------------------
 
-def flicker_invariant(frame: np.ndarray, sigma: float = 8.0, floor: float = 8.0) -> np.ndarray:
+def flicker_invariant(frame: np.ndarray, sigma: float = 8.0, floor: float = 8.0, as_uint8: bool = False) -> np.ndarray:
     """The frame with each channel's local mean and contrast taken out: what flicker keeps.
 
     ``N = 128 + 48 (I - mu) / sqrt(var + floor^2)`` per channel, with ``mu`` and ``var`` the
@@ -408,12 +408,14 @@ def flicker_invariant(frame: np.ndarray, sigma: float = 8.0, floor: float = 8.0)
 
     Returns
     -------
-    float32 (H, W, 3), values around 0..255
+    float32 (H, W, 3), values around 0..255; with ``as_uint8``, rounded and clipped to uint8
+    (for tools that take images: optical flow, shot-cut detection)
     """
     image = np.asarray(frame, np.float32)
     mean = cv2.GaussianBlur(image, (0, 0), sigma)
     variance = np.maximum(cv2.GaussianBlur(image * image, (0, 0), sigma) - mean * mean, 0.0)
-    return 128.0 + 48.0 * (image - mean) / np.sqrt(variance + np.float32(floor * floor))
+    normalised = 128.0 + 48.0 * (image - mean) / np.sqrt(variance + np.float32(floor * floor))
+    return np.clip(np.rint(normalised), 0, 255).astype(np.uint8) if as_uint8 else normalised
 
 
 def _reduced_size(height: int, width: int, max_width: int) -> tuple[int, int]:

@@ -1,7 +1,5 @@
 """measure_chunk: a chunk's final frames, the frames before the deflicker and the input ->
 measured_chunks/<chunk>/ (its E_warp pairs and fidelity; see restyle.evaluate)."""
-import numpy as np
-
 from restyle import gap_store, io
 from restyle.deflicker import flicker_invariant
 from restyle.evaluate import measure_frames
@@ -23,7 +21,7 @@ with io.job_log(snakemake.log[0]):
         if chunk["flows_on"] == "guide":
             return io.read_frame(inputs.guide[0], t)
         if chunk["flows_on"] == "flicker_invariant":
-            return np.clip(np.rint(flicker_invariant(original(t))), 0, 255).astype(np.uint8)
+            return flicker_invariant(original(t), as_uint8=True)
         return original(t)
 
     final = dict(zip(frames, chunk["final"]))

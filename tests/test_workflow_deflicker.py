@@ -51,7 +51,7 @@ def second_job(tmp_path_factory, clip, flickering):
     video, guide = flickering
     workdir = tmp_path_factory.mktemp("deflicker_videos_run")
     write_config(workdir, clip, propagation={"method": "per_frame"},
-                 deflicker={"window": 1, "form": "exact", "frames_per_job": 16,
+                 deflicker={"per_frame_window": 1, "form": "exact", "frames_per_job": 16,
                             "blind": {"atlas_width": 48, "atlas_window": 3, "refine_window": 1}},
                  deflicker_videos={"guided": {"video": str(video), "guide": str(guide)},
                                    "blind": {"video": str(video)}})

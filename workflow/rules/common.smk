@@ -367,8 +367,14 @@ def remap_settings():
 
 
 def deflicker_window(video):
-    """Frames each side a deflicker chunk reads: the local refinement's when blind."""
-    return config["deflicker"]["blind"]["refine_window"] if is_blind(video) else config["deflicker"]["window"]
+    """Frames blended each side of a frame of ``video`` (what a deflicker chunk reads): the
+    local refinement's when blind, the per-frame window for per-frame stylization and videos
+    made elsewhere (they flicker every frame), else the restyled output's."""
+    if is_blind(video):
+        return config["deflicker"]["blind"]["refine_window"]
+    if PER_FRAME or is_deflicker_video(video):
+        return config["deflicker"]["per_frame_window"]
+    return config["deflicker"]["window"]
 
 
 def chunk_context(wildcards):

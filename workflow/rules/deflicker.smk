@@ -99,7 +99,7 @@ rule deflicker_chunk:
         runtime=lambda wc: runtime_min(wc.video, len(range(*chunk_context(wc))), seconds_per_megapixel=30),
     params:
         chunk=deflicker_chunk_params,
-        window=config["deflicker"]["window"],
+        window=lambda wc: deflicker_window(wc.video),
         form=config["deflicker"]["form"],
         settings=remap_settings(),
         blind=config["deflicker"]["blind"],

@@ -18,6 +18,9 @@ rule detect_scenes:
         runtime=lambda wc: runtime_min(wc.video, video_frames(wc.video), seconds_per_megapixel=0.1),
     params:
         **config["scenes"],
+        # A flickering video without a guide: cuts are found on its flicker-invariant frames,
+        # or every jump in exposure would read as one.
+        flicker_invariant=lambda wc: is_blind(wc.video),
     script:
         "../../scripts/detect_scenes.py"
 
