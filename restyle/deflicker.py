@@ -321,8 +321,10 @@ def _table_side(remapper: _Remapper, processed, targets, window: int, direction:
             yield i, total[..., :3], total[..., 3]
         # Frame i has travelled (j - i) * direction frames past entry j.
         table = {(k, j): v for (k, j), v in table.items() if (j - i) * direction < last_reader(k)}
-        horizon = max(window, 1 << levels)
-        remapper.forget(lambda a, b, i=i: (a - i) * direction < horizon and (b - i) * direction < horizon)
+        # A field a -> b is composed into the field of the frame |a - b| further on, and into
+        # the queries' fields up to the largest query offset; then it is not needed again.
+        longest_query = max(query_offset.values())
+        remapper.forget(lambda a, b, i=i: (a - i) * direction < abs(a - b) or (a - i) * direction <= longest_query)
 
 
 def patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray], *, window: int, form: str,
@@ -383,11 +385,12 @@ def patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray], *,
     # counted once.
     later = {}
     for t, numerator, denominator in run(1):
-        later[t] = ((numerator / denominator[..., None]).astype(np.float16), denominator)
+        later[t] = ((numerator / denominator[..., None]).astype(np.float16), denominator.astype(np.float16))
     done = {}
     for t, numerator, denominator in run(-1):
         mean_r, den_r = later.pop(t)
         own = np.asarray(processed[t], np.float32)
+        den_r = den_r.astype(np.float32)
         total = numerator + mean_r.astype(np.float32) * den_r[..., None] - own
         done[t] = np.clip(np.rint(total / (denominator + den_r - 1.0)[..., None]), 0, 255).astype(np.uint8)
     return [done[t] for t in targets]
