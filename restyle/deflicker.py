@@ -211,12 +211,14 @@ class _Remapper:
                             threads=self.threads)
         followed = np.all(nnf == start, axis=-1)
         position = np.where(followed[..., None], position, nnf.astype(np.float32)).astype(np.float32)
+        # Kept compact: a clip's worth of fields is what a job at 1080p holds most of.
+        nnf = nnf.astype(np.int16) if max(height, width) < 32768 else nnf
         # Weighed by the guide alone: the processed frames differ where they flicker, which
         # is what the blend must average out, not a sign of a wrong match.
         matched = np.asarray(self.guide[s], np.float32)[nnf[..., 1], nnf[..., 0]]
         residual = ((matched - np.asarray(self.guide[t], np.float32)) ** 2).mean(axis=2)
         error = cv2.blur(residual, (st.patch_size, st.patch_size))
-        weight = np.exp(-error / np.float32(st.error_scale)).astype(np.float32)
+        weight = np.exp(-error / np.float32(st.error_scale)).astype(np.float16)
         return _Field(nnf, position, followed, weight)
 
     def remap(self, values: np.ndarray, t: int, s: int) -> tuple[np.ndarray, np.ndarray]:
@@ -226,7 +228,7 @@ class _Remapper:
         values = np.asarray(values, np.float32)
         voted = vote(values, f.nnf, self.settings.patch_size)
         exact = remap(values, f.position[..., 0], f.position[..., 1], "cubic").reshape(voted.shape)
-        return np.where(f.followed[..., None], exact, voted), f.weight
+        return np.where(f.followed[..., None], exact, voted), f.weight.astype(np.float32)
 
     def forget(self, keep) -> None:
         """Drop the fields ``(t, s)`` for which ``keep(t, s)`` is False."""
