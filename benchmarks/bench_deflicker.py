@@ -42,7 +42,7 @@ import numpy as np
 from clips import make_clip
 from common import DEFAULTS, REPO, machine
 
-from restyle import preflight
+from restyle import io, preflight
 from restyle.deflicker import BlindSettings, RemapSettings, deflicker_blind, patch_blend, shot_atlas
 from restyle.flow import consecutive_flows
 from restyle.metrics import psnr, sharpness, sharpness_ratio, synthetic_flicker, warping_errors
@@ -186,9 +186,10 @@ SPEED_CASES = [(512, 512, "table", 15, 40), (512, 512, "exact", 15, 8), (1920, 1
 
 def speed_case(clip: str, form: str, window: int, chunk: int) -> dict:
     """One deflicker job: ``chunk`` frames with ``window`` frames of context each side, read
-    from ``clip`` (an .npz of processed and guide frames), as a job reads its frames."""
-    data = np.load(clip)
-    processed, frames = list(data["processed"]), list(data["guide"])
+    from ``clip`` (a folder of processed/ and guide/ PNGs) as the deflicker_chunk job reads them."""
+    n = chunk + 2 * window
+    processed, frames = (io.LazyFrames([Path(clip) / kind / io.frame_name(t) for t in range(n)], cache=window + 3)
+                         for kind in ("processed", "guide"))
     began, cpu = time.perf_counter(), time.process_time()
     patch_blend(processed, frames, window=window, form=form, settings=SETTINGS, targets=range(window, window + chunk))
     return {"s_per_frame": (time.perf_counter() - began) / chunk, "cpu_per_frame": (time.process_time() - cpu) / chunk,
@@ -210,11 +211,14 @@ def part_speed() -> None:
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for width, height, form, window, chunk in SPEED_CASES:
-            clip = Path(tmp) / f"{width}x{height}_{chunk + 2 * window}.npz"
+            clip = Path(tmp) / f"{width}x{height}_{chunk + 2 * window}"
             if not clip.exists():
-                frames = make_clip("astronaut", width, height, n_frames=chunk + 2 * window)
-                _, processed = jittered("watercolor", list(frames))
-                np.savez(clip, processed=np.asarray(processed), guide=frames)
+                frames = list(make_clip("astronaut", width, height, n_frames=chunk + 2 * window))
+                _, processed = jittered("watercolor", frames)
+                for kind, images in (("processed", processed), ("guide", frames)):
+                    (clip / kind).mkdir(parents=True)
+                    for t, image in enumerate(images):
+                        io.write_image(clip / kind / io.frame_name(t), image)
             out = subprocess.run([sys.executable, __file__, "--speed-case", str(clip), form, str(window), str(chunk)],
                                  check=True, capture_output=True, text=True).stdout
             r = json.loads(out.strip().splitlines()[-1])

@@ -15,7 +15,8 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -289,3 +290,32 @@ def job_log(path: str | os.PathLike) -> Iterator[None]:
 def read_frame(frames_dir: str | os.PathLike, index: int) -> np.ndarray:
     """Frame ``index`` of an extracted frame folder."""
     return read_image(Path(frames_dir) / frame_name(index))
+
+
+class LazyFrames(Sequence):
+    """Image files as a read-only sequence of frames, decoded on access.
+
+    Keeps the ``cache`` most recently used frames: an algorithm that walks a clip with a
+    bounded look-back (the deflicker's windows) then holds a few frames, not the clip, and
+    decodes each about once per walk.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike], cache: int = 16):
+        self.paths = [Path(p) for p in paths]
+        self.cache = max(1, int(cache))
+        self._frames: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]
+        if index in self._frames:
+            self._frames.move_to_end(index)
+        else:
+            self._frames[index] = read_image(self.paths[index])
+            while len(self._frames) > self.cache:
+                self._frames.popitem(last=False)
+        return self._frames[index]

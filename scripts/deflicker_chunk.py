@@ -5,7 +5,9 @@ from restyle import deflicker, io
 with io.job_log(snakemake.log[0]):
     params, chunk = snakemake.params, snakemake.params.chunk
     (lo, hi), (start, end) = chunk["context"], chunk["targets"]
-    frames = [io.read_image(path) for path in chunk["paths"]]
+    # Decoded as the blend walks the context: a job holds about a window of frames, not its chunk.
+    cache = params.window + 3
+    frames = io.LazyFrames(chunk["paths"], cache=cache)
     targets = list(range(start - lo, end - lo))
     settings = deflicker.RemapSettings(**params.settings)
     if chunk["blind"]:
@@ -15,7 +17,7 @@ with io.job_log(snakemake.log[0]):
         out_frames = deflicker.deflicker_blind(frames, atlas, blind=blind, settings=settings, targets=targets,
                                                first_index=lo, threads=snakemake.threads)
     else:
-        guide = [io.read_frame(snakemake.input.guide[0], t) for t in range(lo, hi)]
+        guide = io.LazyFrames([f"{snakemake.input.guide[0]}/{io.frame_name(t)}" for t in range(lo, hi)], cache=cache)
         out_frames = deflicker.patch_blend(frames, guide, window=params.window, form=params.form, settings=settings,
                                            targets=targets, first_index=lo, threads=snakemake.threads)
     with io.staged_directory(snakemake.output[0]) as out:

@@ -109,3 +109,19 @@ def test_a_rule_scripts_log_changes_no_process_wide_hook(tmp_path):
         with io.job_log(tmp_path / "job.log"):
             raise io.DiskFullError("results: disk full")
     assert sys.excepthook is hook
+
+
+def test_lazy_frames_decode_on_access_and_keep_only_the_cache(tmp_path):
+    images = [np.full((4, 6, 3), 10 * t, np.uint8) for t in range(5)]
+    paths = []
+    for t, image in enumerate(images):
+        paths.append(tmp_path / io.frame_name(t))
+        io.write_image(paths[-1], image)
+    frames = io.LazyFrames(paths, cache=2)
+    assert len(frames) == 5
+    for t in (0, 3, 4, -1, 1):
+        np.testing.assert_array_equal(frames[t], images[t])
+    assert len(frames._frames) == 2
+    assert [f[0, 0, 0] for f in frames[1:4]] == [10, 20, 30]
+    with pytest.raises(IndexError):
+        frames[5]
