@@ -39,9 +39,9 @@ Two forms compute the window average:
    consistent (its colour and brightness are the shot's average) but flawed: soft, ghosted
    where the remaps fail.  No neural network is trained.
 3. *The filter* (:func:`atlas_filter`): the frame keeps its own structure and detail and takes
-   the atlas's colour and brightness, by matching its local mean and contrast per channel to
-   the atlas's at a coarse scale (``filter_sigma``); the atlas's flaws live at finer scales and
-   are not copied.
+   the atlas's colour and brightness through a smooth per-channel gain and offset fitted to
+   the atlas (:func:`colour_transform`, robust least squares), optionally plus what still
+   differs above ``filter_sigma``; a map that smooth cannot copy the atlas's flaws.
 4. *Local refinement*: a short guided patch blend of the filtered frames (guide: the
    normalised frames) removes what flickers locally; only its scales above ``refine_sigma``
    are taken, so the frame's finest detail survives.
@@ -429,6 +429,36 @@ def _reduced_size(height: int, width: int, max_width: int) -> tuple[int, int]:
     return max(8, round(height * max_width / width)), max_width
 
 
+@dataclass(frozen=True)
+class BlindSettings:
+    """The blind method's own options (the ``deflicker.blind`` section of the config).
+
+    Attributes
+    ----------
+    atlas_width : int
+        Width the atlas is built at (it only needs the coarse scales).
+    atlas_window : int or None
+        Frames averaged each side into an atlas frame; None: the whole shot.
+    filter_sigma : float
+        Scale, as a fraction of the frame width, above which colour and brightness come from
+        the atlas.
+    refine_window : int
+        Frames each side of the local refinement; 0 skips it.
+    refine_sigma : float
+        Pixels: finer detail than this is kept from the filtered frame during refinement.
+    error_scale : float
+        :attr:`RemapSettings.error_scale` of the matches on flicker-invariant frames, whose
+        differences are in units of local contrast, larger than colour differences.
+    """
+
+    atlas_width: int
+    atlas_window: int | None
+    filter_sigma: float
+    refine_window: int
+    refine_sigma: float
+    error_scale: float
+
+
 def _blind_matching(settings: RemapSettings, blind: BlindSettings) -> RemapSettings:
     """Matching on flicker-invariant frames: on them alone (the frames themselves flicker),
     with the blind method's error scale (their differences are in units of local contrast)."""
@@ -584,36 +614,6 @@ def local_refinement(filtered: Sequence[np.ndarray], guide: Sequence[np.ndarray]
         correction = cv2.GaussianBlur(b.astype(np.float32) - own, (0, 0), sigma)
         out.append(np.clip(np.rint(own + correction), 0, 255).astype(np.uint8))
     return out
-
-
-@dataclass(frozen=True)
-class BlindSettings:
-    """The blind method's own options (the ``deflicker.blind`` section of the config).
-
-    Attributes
-    ----------
-    atlas_width : int
-        Width the atlas is built at (it only needs the coarse scales).
-    atlas_window : int or None
-        Frames averaged each side into an atlas frame; None: the whole shot.
-    filter_sigma : float
-        Scale, as a fraction of the frame width, above which colour and brightness come from
-        the atlas.
-    refine_window : int
-        Frames each side of the local refinement; 0 skips it.
-    refine_sigma : float
-        Pixels: finer detail than this is kept from the filtered frame during refinement.
-    error_scale : float
-        :attr:`RemapSettings.error_scale` of the matches on flicker-invariant frames, whose
-        differences are in units of local contrast, larger than colour differences.
-    """
-
-    atlas_width: int
-    atlas_window: int | None
-    filter_sigma: float
-    refine_window: int
-    refine_sigma: float
-    error_scale: float
 
 
 def deflicker_blind(frames: Sequence[np.ndarray], atlas: np.ndarray, *, blind: BlindSettings,

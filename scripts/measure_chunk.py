@@ -1,5 +1,7 @@
 """measure_chunk: a chunk's final frames, the frames before the deflicker and the input ->
 measured_chunks/<chunk>/ (its E_warp pairs and fidelity; see restyle.evaluate)."""
+import functools
+
 from restyle import gap_store, io
 from restyle.deflicker import flicker_invariant
 from restyle.evaluate import measure_frames
@@ -12,6 +14,7 @@ with io.job_log(snakemake.log[0]):
     frames = range(start, end)
     inputs = snakemake.input
 
+    @functools.lru_cache(maxsize=4)  # read for the fidelity and for the flows alike
     def original(t):
         return io.read_frame(inputs.frames, t)
 
