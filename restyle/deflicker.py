@@ -13,7 +13,10 @@ The remapped frames are averaged with a per-pixel weight ``w = exp(-e / error_sc
 where ``e`` is how badly the same remap explains the guide (its patch-mean squared error):
 where content is occluded or the match is wrong, the neighbour drops out instead of ghosting.
 Every field starts from the optical flow (adjacent frames) or from composing two fields
-already found (farther frames), so one PatchMatch sweep refines it.
+already found (farther frames), carried sub-pixel; PatchMatch searches only the pixels this
+warm start explains badly (weight below 1/2).  Searching everywhere would cost 3x more and
+make the blend *less* steady: it snaps well-followed content to whole-pixel matches, which
+differ from frame to frame.
 
 Two forms compute the window average:
 
@@ -57,13 +60,16 @@ References
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from restyle.flow import compute_flow, remap, sampling_grid
+from restyle.io import LazyMap
 from restyle.propagate import advect_positions
 
 #: How the window average is computed (see the module docstring).
@@ -81,7 +87,7 @@ class RemapSettings:
     patch_size : int
         Odd patch side.
     patchmatch_iters : int
-        PatchMatch sweeps refining each field after its warm start.
+        PatchMatch sweeps over the pixels the warm start explains badly.
     search_radius : int
         Largest random-search radius of those sweeps, in pixels: the warm start is already
         within a few pixels, and far samples cost the most.
@@ -146,15 +152,16 @@ def _check_clip(name: str, frames: Sequence[np.ndarray], like: Sequence[np.ndarr
 class _Field:
     """A remap ``s -> t``: per pixel of ``t`` its source in ``s``.
 
-    ``nnf`` is the PatchMatch field (patch centres); ``position`` the sub-pixel source
-    position, which is where the motion followed by the warm start says wherever PatchMatch
-    kept that match (``followed``) and the patch centre elsewhere; ``weight`` the blend weight.
+    ``position`` is the sub-pixel source position: where the motion followed by the warm start
+    says wherever PatchMatch kept that match (``followed``), the patch centre elsewhere;
+    ``nnf`` the PatchMatch field (patch centres), whose patches are voted where not followed;
+    both None when every pixel follows the motion.  ``weight`` is the blend weight.
     """
 
-    nnf: np.ndarray
+    nnf: np.ndarray | None
     position: np.ndarray
-    followed: np.ndarray
-    weight: np.ndarray
+    followed: np.ndarray | None
+    weight: np.ndarray | None
 
 
 class _Remapper:
@@ -197,8 +204,15 @@ class _Remapper:
         return self.fields[key]
 
     def _refine(self, t: int, s: int, position: np.ndarray) -> _Field:
+        """The field from its warm start ``position``, searched by PatchMatch where the warm
+        start explains the guide badly (its weight below 1/2): elsewhere the motion is right,
+        and searching there costs the most and changes the least."""
         from restyle.synthesis import patchmatch
 
+        warm = self._weighed(t, s, _Field(None, position, None, None))
+        active = warm.weight < 0.5
+        if not active.any():
+            return warm
         st = self.settings
         height, width = position.shape[:2]
         start = np.empty((height, width, 2), np.int32)
@@ -208,27 +222,40 @@ class _Remapper:
                             [st.guide_weight, st.style_weight], initial_nnf=start, patch_size=st.patch_size,
                             iterations=st.patchmatch_iters, search_radius=st.search_radius,
                             seed=_pair_seed(st.seed, self.first_index + t, self.first_index + s),
-                            threads=self.threads)
+                            active=active, threads=self.threads)
         followed = np.all(nnf == start, axis=-1)
+        if followed.all():
+            return warm
         position = np.where(followed[..., None], position, nnf.astype(np.float32)).astype(np.float32)
-        # Kept compact: a clip's worth of fields is what a job at 1080p holds most of.
+        # Kept compact: the fields of a window are much of what a job at 1080p holds.
         nnf = nnf.astype(np.int16) if max(height, width) < 32768 else nnf
-        # Weighed by the guide alone: the processed frames differ where they flicker, which
-        # is what the blend must average out, not a sign of a wrong match.
-        matched = np.asarray(self.guide[s], np.float32)[nnf[..., 1], nnf[..., 0]]
-        residual = ((matched - np.asarray(self.guide[t], np.float32)) ** 2).mean(axis=2)
-        error = cv2.blur(residual, (st.patch_size, st.patch_size))
-        weight = np.exp(-error / np.float32(st.error_scale)).astype(np.float16)
-        return _Field(nnf, position, followed, weight)
+        return self._weighed(t, s, _Field(nnf, position, followed, None))
 
-    def remap(self, values: np.ndarray, t: int, s: int) -> tuple[np.ndarray, np.ndarray]:
+    def _weighed(self, t: int, s: int, field: _Field) -> _Field:
+        """``field`` with its blend weights, from how well the guide remapped by it explains
+        the guide of ``t``.  Weighed by the guide alone: the processed frames differ where
+        they flicker, which is what the blend must average out, not a sign of a wrong match."""
+        matched = self._apply(field, self.guide[s])
+        residual = ((matched - np.asarray(self.guide[t], np.float32)) ** 2).mean(axis=2)
+        error = cv2.blur(residual, (self.settings.patch_size, self.settings.patch_size))
+        weight = np.exp(-error / np.float32(self.settings.error_scale)).astype(np.float16)
+        return dataclasses.replace(field, weight=weight)
+
+    def _apply(self, field: _Field, values: np.ndarray) -> np.ndarray:
+        """``values`` of frame ``s`` brought onto ``t``: resampled at the sub-pixel positions
+        where the field follows the motion, the vote of the matched patches elsewhere."""
         from restyle.synthesis import vote
 
-        f = self.field(t, s)
         values = np.asarray(values, np.float32)
-        voted = vote(values, f.nnf, self.settings.patch_size)
-        exact = remap(values, f.position[..., 0], f.position[..., 1], "cubic").reshape(voted.shape)
-        return np.where(f.followed[..., None], exact, voted), f.weight.astype(np.float32)
+        exact = remap(values, field.position[..., 0], field.position[..., 1], "cubic").reshape(values.shape)
+        if field.nnf is None:
+            return exact
+        voted = vote(values, field.nnf, self.settings.patch_size)
+        return np.where(field.followed[..., None], exact, voted)
+
+    def remap(self, values: np.ndarray, t: int, s: int) -> tuple[np.ndarray, np.ndarray]:
+        f = self.field(t, s)
+        return self._apply(f, values), f.weight.astype(np.float32)
 
     def forget(self, keep) -> None:
         """Drop the fields ``(t, s)`` for which ``keep(t, s)`` is False."""
@@ -357,11 +384,27 @@ def patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray], *,
 
     Returns
     -------
-    list of ndarray, uint8 (H, W, 3), one per target, in target order.
+    list of ndarray, uint8 (H, W, 3), one per target, in target order.  :func:`iter_patch_blend`
+    gives them one at a time instead, for a caller that writes them as they come.
 
     References
     ----------
     Duan et al. 2023, arXiv:2308.03463 (patch blending and its remapping table).
+    """
+    done = dict(iter_patch_blend(processed, guide, window=window, form=form, settings=settings, targets=targets,
+                                 first_index=first_index, threads=threads))
+    return [done[int(t)] for t in (range(len(processed)) if targets is None else targets)]
+
+
+def iter_patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray], *, window: int, form: str,
+                     settings: RemapSettings, targets: Sequence[int] | None = None, first_index: int = 0,
+                     threads: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`patch_blend` as ``(target, frame)`` pairs in increasing target order, each as
+    soon as it is done.
+
+    The later side of every window is computed first, for all targets, and kept in a
+    temporary folder until the earlier side completes the target: held in memory, it would be
+    a chunk's worth of frames (0.6 GB for 40 frames at 1920x1080) on top of the window's.
     """
     window = check_window(window)
     if form not in BLEND_FORMS:
@@ -369,12 +412,11 @@ def patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray], *,
     _check_clip("processed video", processed)
     _check_clip("guide", guide, like=processed)
     n = len(processed)
-    targets = list(range(n)) if targets is None else [int(t) for t in targets]
-    if any(not 0 <= t < n for t in targets):
+    wanted = set(range(n) if targets is None else (int(t) for t in targets))
+    if any(not 0 <= t < n for t in wanted):
         raise ValueError(f"targets must lie in 0..{n - 1}")
-    if not targets:
-        return []
-    wanted = set(targets)
+    if not wanted:
+        return
     split = _one_step_split if form == "exact" else _power_of_two_split
     side = _exact_side if form == "exact" else _table_side
 
@@ -382,20 +424,20 @@ def patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray], *,
         return side(_Remapper(processed, guide, settings, first_index, split, threads), processed, wanted,
                     window, direction, n)
 
-    # The later side first, kept as float16 means (memory: one frame's worth per target);
-    # the earlier side then completes the targets in order and merges them, the frame itself
-    # counted once.
-    later = {}
-    for t, numerator, denominator in run(1):
-        later[t] = ((numerator / denominator[..., None]).astype(np.float16), denominator.astype(np.float16))
-    done = {}
-    for t, numerator, denominator in run(-1):
-        mean_r, den_r = later.pop(t)
-        own = np.asarray(processed[t], np.float32)
-        den_r = den_r.astype(np.float32)
-        total = numerator + mean_r.astype(np.float32) * den_r[..., None] - own
-        done[t] = np.clip(np.rint(total / (denominator + den_r - 1.0)[..., None]), 0, 255).astype(np.uint8)
-    return [done[t] for t in targets]
+    with tempfile.TemporaryDirectory(prefix="restyle-blend-") as spill:
+        # The later side as float16 means and weights; the earlier side then completes the
+        # targets in order and merges them, the frame itself counted once.
+        for t, numerator, denominator in run(1):
+            later = np.concatenate([numerator / denominator[..., None], denominator[..., None]], axis=2)
+            np.save(os.path.join(spill, f"{t}.npy"), later.astype(np.float16))
+        for t, numerator, denominator in run(-1):
+            path = os.path.join(spill, f"{t}.npy")
+            later = np.load(path).astype(np.float32)
+            os.remove(path)
+            mean_r, den_r = later[..., :3], later[..., 3]
+            own = np.asarray(processed[t], np.float32)
+            total = numerator + mean_r * den_r[..., None] - own
+            yield t, np.clip(np.rint(total / (denominator + den_r - 1.0)[..., None]), 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------------------
@@ -550,12 +592,17 @@ def apply_colour_transform(frame: np.ndarray, coefficients: np.ndarray, min_gain
     ``(I - beta) / alpha``, float32."""
     image = np.asarray(frame, np.float32)
     height, width = image.shape[:2]
-    basis = _smooth_basis(height, width)
+    # The basis of _smooth_basis, evaluated by broadcasting: no (H * W, 6) array at 1080p.
+    x = ((np.arange(width, dtype=np.float64) + 0.5) / width - 0.5)[None, :]
+    y = ((np.arange(height, dtype=np.float64) + 0.5) / height - 0.5)[:, None]
+
+    def polynomial(c):
+        return (c[0] + c[1] * x + c[2] * y + c[3] * x * y + c[4] * x * x + c[5] * y * y).astype(np.float32)
+
     out = np.empty_like(image)
     for c in range(3):
-        gain = np.maximum((basis @ coefficients[c, :6]).reshape(height, width), min_gain)
-        offset = (basis @ coefficients[c, 6:]).reshape(height, width)
-        out[..., c] = (image[..., c] - offset) / gain
+        gain = np.maximum(polynomial(coefficients[c, :6]), np.float32(min_gain))
+        out[..., c] = (image[..., c] - polynomial(coefficients[c, 6:])) / gain
     return out
 
 
@@ -598,22 +645,18 @@ def atlas_filter(frame: np.ndarray, atlas_frame: np.ndarray, sigma: float) -> np
 
 def local_refinement(filtered: Sequence[np.ndarray], guide: Sequence[np.ndarray], *, window: int, sigma: float,
                      settings: RemapSettings, targets: Sequence[int] | None = None, first_index: int = 0,
-                     threads: int | None = None) -> list[np.ndarray]:
+                     threads: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Remove local flicker: the exact-form patch blend of ``window`` frames each side, of
     which only the scales above ``sigma`` pixels are taken (0: all of it), so each frame keeps
-    its finest detail."""
-    n = len(filtered)
-    targets = list(range(n)) if targets is None else list(targets)
-    blended = patch_blend(filtered, guide, window=window, form="exact", settings=settings, targets=targets,
-                          first_index=first_index, threads=threads)
-    if sigma <= 0:
-        return blended
-    out = []
-    for t, b in zip(targets, blended):
+    its finest detail.  Yields ``(target, frame)`` in increasing target order."""
+    for t, blended in iter_patch_blend(filtered, guide, window=window, form="exact", settings=settings,
+                                       targets=targets, first_index=first_index, threads=threads):
+        if sigma <= 0:
+            yield t, blended
+            continue
         own = np.asarray(filtered[t], np.float32)
-        correction = cv2.GaussianBlur(b.astype(np.float32) - own, (0, 0), sigma)
-        out.append(np.clip(np.rint(own + correction), 0, 255).astype(np.uint8))
-    return out
+        correction = cv2.GaussianBlur(blended.astype(np.float32) - own, (0, 0), sigma)
+        yield t, np.clip(np.rint(own + correction), 0, 255).astype(np.uint8)
 
 
 def deflicker_blind(frames: Sequence[np.ndarray], atlas: np.ndarray, *, blind: BlindSettings,
@@ -626,19 +669,34 @@ def deflicker_blind(frames: Sequence[np.ndarray], atlas: np.ndarray, *, blind: B
 
     Returns
     -------
-    list of ndarray, uint8 (H, W, 3), one per target.
+    list of ndarray, uint8 (H, W, 3), one per target, in target order;
+    :func:`iter_deflicker_blind` gives them one at a time.
     """
+    done = dict(iter_deflicker_blind(frames, atlas, blind=blind, settings=settings, targets=targets,
+                                     first_index=first_index, threads=threads))
+    return [done[int(t)] for t in (range(len(frames)) if targets is None else targets)]
+
+
+def iter_deflicker_blind(frames: Sequence[np.ndarray], atlas: np.ndarray, *, blind: BlindSettings,
+                         settings: RemapSettings, targets: Sequence[int] | None = None, first_index: int = 0,
+                         threads: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`deflicker_blind` as ``(target, frame)`` pairs in increasing target order.  The
+    filtered frames and their flicker-invariant guides are made as the refinement's window
+    reaches them, so a job holds a window of them, not its chunk."""
     _check_clip("flickering video", frames)
     if len(atlas) != len(frames):
         raise ValueError(f"the atlas has {len(atlas)} frames for {len(frames)} video frames")
     n = len(frames)
-    targets = list(range(n)) if targets is None else [int(t) for t in targets]
+    wanted = sorted(set(range(n) if targets is None else (int(t) for t in targets)))
     width = np.shape(frames[0])[1]
     sigma = blind.filter_sigma * width
     if blind.refine_window < 1:
-        return [atlas_filter(frames[t], atlas[t], sigma) for t in targets]
-    filtered = [atlas_filter(f, a, sigma) for f, a in zip(frames, atlas)]
-    guide = [flicker_invariant(f) for f in filtered]
-    return local_refinement(filtered, guide, window=blind.refine_window, sigma=blind.refine_sigma,
-                            settings=_blind_matching(settings, blind), targets=targets, first_index=first_index,
-                            threads=threads)
+        for t in wanted:
+            yield t, atlas_filter(frames[t], atlas[t], sigma)
+        return
+    cache = 2 * blind.refine_window + 3
+    filtered = LazyMap(lambda i: atlas_filter(frames[i], atlas[i], sigma), n, cache)
+    guide = LazyMap(lambda i: flicker_invariant(filtered[i]), n, cache)
+    yield from local_refinement(filtered, guide, window=blind.refine_window, sigma=blind.refine_sigma,
+                                settings=_blind_matching(settings, blind), targets=wanted, first_index=first_index,
+                                threads=threads)

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -292,30 +292,39 @@ def read_frame(frames_dir: str | os.PathLike, index: int) -> np.ndarray:
     return read_image(Path(frames_dir) / frame_name(index))
 
 
-class LazyFrames(Sequence):
-    """Image files as a read-only sequence of frames, decoded on access.
+class LazyMap(Sequence):
+    """``[function(0), function(1), ...]`` as a read-only sequence, computed on access.
 
-    Keeps the ``cache`` most recently used frames: an algorithm that walks a clip with a
+    Keeps the ``cache`` most recently used items: an algorithm that walks a clip with a
     bounded look-back (the deflicker's windows) then holds a few frames, not the clip, and
-    decodes each about once per walk.
+    computes each about once per walk.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike], cache: int = 16):
-        self.paths = [Path(p) for p in paths]
+    def __init__(self, function: Callable[[int], np.ndarray], length: int, cache: int = 16):
+        self.function, self.length = function, int(length)
         self.cache = max(1, int(cache))
-        self._frames: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._items: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return self.length
 
     def __getitem__(self, index):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         index = range(len(self))[index]
-        if index in self._frames:
-            self._frames.move_to_end(index)
+        if index in self._items:
+            self._items.move_to_end(index)
         else:
-            self._frames[index] = read_image(self.paths[index])
-            while len(self._frames) > self.cache:
-                self._frames.popitem(last=False)
-        return self._frames[index]
+            self._items[index] = self.function(index)
+            while len(self._items) > self.cache:
+                self._items.popitem(last=False)
+        return self._items[index]
+
+
+class LazyFrames(LazyMap):
+    """Image files as a read-only sequence of frames, decoded on access (a :class:`LazyMap`
+    of :func:`read_image`)."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike], cache: int = 16):
+        self.paths = [Path(p) for p in paths]
+        super().__init__(lambda i: read_image(self.paths[i]), len(self.paths), cache)

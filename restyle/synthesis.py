@@ -206,7 +206,7 @@ def _diagonal_tile(diagonal, tile_y, tiles_x, tiles_y, reverse):
 
 @njit(cache=True, parallel=True, fastmath=_FASTMATH)
 def _patchmatch_sweep(T, S, C, p, nnf, E, occupancy, occ_weight, reverse, recompute, key, max_radius,
-                      anchor, coherence):
+                      anchor, coherence, active):
     """One PatchMatch sweep over the whole target, in place.
 
     Tiles run in anti-diagonal wavefronts, in parallel within a diagonal.  A pixel reads the
@@ -226,6 +226,7 @@ def _patchmatch_sweep(T, S, C, p, nnf, E, occupancy, occ_weight, reverse, recomp
         one costs ``coherence`` less, so a match moves only when clearly better (a patch
         that hops between near-equal sources from frame to frame is what flickers)
     coherence : float32 energy bonus of the anchored match (0: no anchor)
+    active : uint8 (Ht, Wt) pixels searched; the others keep their match and their ``E``
     """
     height, width = nnf.shape[:2]
     source_h, source_w = occupancy.shape
@@ -263,6 +264,8 @@ def _patchmatch_sweep(T, S, C, p, nnf, E, occupancy, occ_weight, reverse, recomp
                 y = y1 - 1 - yy if reverse else y0 + yy
                 for xx in range(x1 - x0):
                     x = x1 - 1 - xx if reverse else x0 + xx
+                    if active[y, x] == 0:
+                        continue
                     bx = nnf[y, x, 0]
                     by = nnf[y, x, 1]
                     if recompute:
@@ -701,7 +704,8 @@ def vote(image: np.ndarray, nnf: np.ndarray, patch_size: int) -> np.ndarray:
 @engine_cache.compile_session
 def patchmatch(source_guides: Sequence[np.ndarray], target_guides: Sequence[np.ndarray],
                guide_weights: Sequence[float], *, initial_nnf: np.ndarray, patch_size: int, iterations: int,
-               search_radius: int, seed: int, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+               search_radius: int, seed: int, active: np.ndarray | None = None,
+               threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Refine a nearest-neighbour field between two frames by PatchMatch, with no style.
 
     The engine's own sweep (:func:`synthesize` without the style term, the uniformity term or
@@ -724,6 +728,10 @@ def patchmatch(source_guides: Sequence[np.ndarray], target_guides: Sequence[np.n
         Largest random-search radius (radii halve down to 1).
     seed : int
         Key of the random search.
+    active : bool (H, W), optional
+        The pixels to search (default: all); the others keep their ``initial_nnf`` match, and
+        propagate it to their neighbours.  Searching only where the initial field explains
+        the target badly costs in proportion to those pixels.
     threads : int, optional
         Numba threads; the result does not depend on it.
 
@@ -731,7 +739,8 @@ def patchmatch(source_guides: Sequence[np.ndarray], target_guides: Sequence[np.n
     -------
     nnf : int32 (H, W, 2)
     error : float32 (H, W)
-        Each pixel's patch energy, per patch pixel and unit of weight (as :attr:`Synthesis.error`).
+        Each pixel's patch energy, per patch pixel and unit of weight (as :attr:`Synthesis.error`);
+        NaN where not ``active``.
     """
     if not source_guides:
         raise ValueError("patchmatch needs at least one guide")
@@ -753,7 +762,13 @@ def patchmatch(source_guides: Sequence[np.ndarray], target_guides: Sequence[np.n
     nnf = np.empty((height, width, 2), np.int32)
     np.clip(initial_nnf[..., 0], 0, width - 1, out=nnf[..., 0])
     np.clip(initial_nnf[..., 1], 0, height - 1, out=nnf[..., 1])
-    energy = np.empty((height, width), np.float32)
+    energy = np.full((height, width), np.nan, np.float32)
+    if active is None:
+        searched = np.ones((height, width), np.uint8)
+    else:
+        if np.shape(active) != (height, width):
+            raise ValueError(f"patchmatch active mask must be {(height, width)}, got {np.shape(active)}")
+        searched = np.ascontiguousarray(active, dtype=np.uint8)
     no_occupancy = np.zeros((height, width), np.int32)
     no_anchor = np.full((height, width, 2), -1, np.int32)
     previous_threads = numba.get_num_threads()
@@ -764,7 +779,8 @@ def patchmatch(source_guides: Sequence[np.ndarray], target_guides: Sequence[np.n
             # Each accepted match's energy is exact (the SSD of a winner runs to the end), so
             # after the sweeps ``energy`` is that of the final field.
             _patchmatch_sweep(T, S, C, p, nnf, energy, no_occupancy, np.float32(0.0), it % 2 == 1, it == 0,
-                              _key(seed, 0, 0, it), max(1, int(search_radius)), no_anchor, np.float32(0.0))
+                              _key(seed, 0, 0, it), max(1, int(search_radius)), no_anchor, np.float32(0.0),
+                              searched)
     finally:
         numba.set_num_threads(previous_threads)
     total_weight = max(float(sum(guide_weights)), 1e-12)
@@ -865,11 +881,12 @@ def _search_and_vote(level: int, source_style: np.ndarray, source_guides: list[n
         max_radius = max(sw, sh)
     # A match that keeps its starting place costs ``coherence`` less (see _patchmatch_sweep).
     anchor = nnf.copy() if coherence > 0 else np.full((th, tw, 2), -1, np.int32)
+    everywhere = np.ones((th, tw), np.uint8)
     sweep = 0
     for em in range(search_vote_iters):
         for it in range(patchmatch_iters):
             _patchmatch_sweep(T, S, C, p, nnf, energy, occupancy, occ_weight, sweep % 2 == 1, it == 0,
-                              _key(seed, level, em, it), max_radius, anchor, coherence)
+                              _key(seed, level, em, it), max_radius, anchor, coherence, everywhere)
             sweep += 1
         vote()
     _patch_energies(T, S, C, p, nnf, energy)

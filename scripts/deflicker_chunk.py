@@ -14,12 +14,14 @@ with io.job_log(snakemake.log[0]):
         scene_start = chunk["scene"][0]
         atlas = io.load_array(snakemake.input.atlas)[lo - scene_start:hi - scene_start]
         blind = deflicker.BlindSettings(**params.blind)
-        out_frames = deflicker.deflicker_blind(frames, atlas, blind=blind, settings=settings, targets=targets,
-                                               first_index=lo, threads=snakemake.threads)
+        out_frames = deflicker.iter_deflicker_blind(frames, atlas, blind=blind, settings=settings, targets=targets,
+                                                    first_index=lo, threads=snakemake.threads)
     else:
         guide = io.LazyFrames([f"{snakemake.input.guide[0]}/{io.frame_name(t)}" for t in range(lo, hi)], cache=cache)
-        out_frames = deflicker.patch_blend(frames, guide, window=params.window, form=params.form, settings=settings,
-                                           targets=targets, first_index=lo, threads=snakemake.threads)
+        out_frames = deflicker.iter_patch_blend(frames, guide, window=params.window, form=params.form,
+                                                settings=settings, targets=targets, first_index=lo,
+                                                threads=snakemake.threads)
+    # Written as each frame is done (in order), not held until the chunk is.
     with io.staged_directory(snakemake.output[0]) as out:
-        for t, frame in zip(range(start, end), out_frames):
-            io.write_image(out / io.frame_name(t), frame)
+        for t, frame in out_frames:
+            io.write_image(out / io.frame_name(lo + t), frame)

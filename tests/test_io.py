@@ -121,7 +121,16 @@ def test_lazy_frames_decode_on_access_and_keep_only_the_cache(tmp_path):
     assert len(frames) == 5
     for t in (0, 3, 4, -1, 1):
         np.testing.assert_array_equal(frames[t], images[t])
-    assert len(frames._frames) == 2
+    assert len(frames._items) == 2
     assert [f[0, 0, 0] for f in frames[1:4]] == [10, 20, 30]
     with pytest.raises(IndexError):
         frames[5]
+
+
+def test_lazy_map_computes_each_item_once_while_cached():
+    calls = []
+    squares = io.LazyMap(lambda i: calls.append(i) or np.full(2, i * i), 6, cache=3)
+    assert [int(squares[i][0]) for i in (1, 2, 1, 3, 2, 5, 1)] == [1, 4, 1, 9, 4, 25, 1]
+    # 1 was evicted by 5 (least recently used after 3, 2), so it is computed again.
+    assert calls == [1, 2, 3, 5, 1]
+    assert len(squares) == 6 and len(squares[4:]) == 2
