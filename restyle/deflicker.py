@@ -18,6 +18,13 @@ warm start explains badly (weight below 1/2).  Searching everywhere would cost 3
 make the blend *less* steady: it snaps well-followed content to whole-pixel matches, which
 differ from frame to frame.
 
+Averaging copies whose fine texture differs (a look that re-arranges its strokes, residual
+misregistration) lowers the detail's contrast even where the average is steady.  The
+average's detail (above a Gaussian of :data:`DETAIL_SIGMA`) is scaled back towards the
+contrast the frames themselves have there -- the window average of their local detail
+RMS, blended along with the colours, so the gain is as steady as the average -- by at most
+``detail_gain`` (variance-preserving blending; 1: plain average).
+
 Two forms compute the window average:
 
 * ``exact``: every frame of the window remapped straight onto ``t`` -- ``2W`` remaps a frame,
@@ -75,6 +82,11 @@ from restyle.propagate import advect_positions
 #: How the window average is computed (see the module docstring).
 BLEND_FORMS = ("exact", "table")
 
+#: Pixels: the blend's detail whose contrast ``detail_gain`` restores lies above a Gaussian
+#: of this sigma; :data:`DETAIL_BOX` is the side of the box its local RMS is measured over.
+DETAIL_SIGMA = 1.5
+DETAIL_BOX = 9
+
 
 @dataclass(frozen=True)
 class RemapSettings:
@@ -99,6 +111,9 @@ class RemapSettings:
     seed : int
         Key of the random search; combined with the frames' absolute numbers, so a chunk of
         a video gets the same fields as the whole video.
+    detail_gain : float >= 1
+        Largest factor the blend's fine detail is scaled by to give it back the contrast the
+        frames have (see the module docstring); 1 keeps the plain weighted average.
     """
 
     guide_weight: float
@@ -109,6 +124,7 @@ class RemapSettings:
     error_scale: float
     flow_preset: str
     seed: int
+    detail_gain: float = 1.0
 
     def __post_init__(self):
         if self.patch_size < 3 or self.patch_size % 2 == 0:
@@ -117,6 +133,8 @@ class RemapSettings:
             raise ValueError(f"deflicker search_radius must be >= 1, got {self.search_radius}")
         if self.patchmatch_iters < 1:
             raise ValueError(f"deflicker patchmatch_iters must be >= 1, got {self.patchmatch_iters}")
+        if not self.detail_gain >= 1:
+            raise ValueError(f"deflicker detail_gain must be >= 1, got {self.detail_gain}")
         if not self.error_scale > 0:
             raise ValueError(f"deflicker error_scale must be > 0, got {self.error_scale}")
         if self.guide_weight < 0 or self.style_weight < 0 or self.guide_weight + self.style_weight == 0:
@@ -247,7 +265,11 @@ class _Remapper:
         from restyle.synthesis import vote
 
         values = np.asarray(values, np.float32)
-        exact = remap(values, field.position[..., 0], field.position[..., 1], "cubic").reshape(values.shape)
+        # OpenCV's cubic remap takes at most 4 channels: an entry with the detail channel has
+        # 5, resampled in groups.
+        exact = np.concatenate([remap(np.ascontiguousarray(values[..., c:c + 4]), field.position[..., 0],
+                                      field.position[..., 1], "cubic").reshape(values.shape[:2] + (-1,))
+                                for c in range(0, values.shape[2], 4)], axis=2)
         if field.nnf is None:
             return exact
         voted = vote(values, field.nnf, self.settings.patch_size)
@@ -261,6 +283,45 @@ class _Remapper:
         """Drop the fields ``(t, s)`` for which ``keep(t, s)`` is False."""
         self.fields = {k: v for k, v in self.fields.items() if keep(*k)}
         self._gray.clear()
+
+
+class _WithDetail:
+    """The processed frames, float32, each with a 4th channel: its local detail RMS (above a
+    Gaussian of :data:`DETAIL_SIGMA`, over :data:`DETAIL_BOX`), blended along with the colours
+    so that the contrast the blend's detail is restored to is itself a window average."""
+
+    def __init__(self, processed):
+        self.processed = processed
+        self._last: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.processed)
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        if self._last is None or self._last[0] != t:
+            frame = np.asarray(self.processed[t], np.float32)
+            self._last = t, np.concatenate([frame, _detail_rms(frame)[..., None]], axis=2)
+        return self._last[1]
+
+
+def _detail(image: np.ndarray) -> np.ndarray:
+    return image - cv2.GaussianBlur(image, (0, 0), DETAIL_SIGMA)
+
+
+def _detail_rms(image: np.ndarray) -> np.ndarray:
+    detail = _detail(image)
+    return np.sqrt(np.maximum(cv2.blur((detail * detail).mean(axis=2), (DETAIL_BOX, DETAIL_BOX)), 0.0))
+
+
+def _restore_detail(mean: np.ndarray, detail_rms: np.ndarray, max_gain: float) -> np.ndarray:
+    """``mean`` (H, W, 3) with its detail scaled towards the local RMS ``detail_rms`` (H, W),
+    by a gain between 1 and ``max_gain``: averaging copies whose fine texture differs lowers
+    its contrast, and only that loss is given back, never more contrast than the frames had."""
+    detail = _detail(mean)
+    own_rms = np.sqrt(np.maximum(cv2.blur((detail * detail).mean(axis=2), (DETAIL_BOX, DETAIL_BOX)), 0.0))
+    # The small constant keeps flat regions (both near 0) at gain 1.
+    gain = np.clip((detail_rms + 0.03) / (own_rms + 0.03), 1.0, max_gain)
+    return mean + (gain[..., None] - 1.0) * detail
 
 
 def _pair_seed(seed: int, t: int, s: int) -> int:
@@ -300,6 +361,48 @@ def _exact_side(remapper: _Remapper, processed, targets, window: int, direction:
         remapper.forget(lambda a, b, t=t: abs(a - b) == 1 and abs(a - t) <= window + 1)
 
 
+def _stored(sums: np.ndarray) -> np.ndarray:
+    """A table entry (weighted sums, then the sum of weights, float32) as float16 means and
+    weight: half the memory."""
+    weight = sums[..., -1:]
+    return np.concatenate([sums[..., :-1] / np.maximum(weight, np.float32(1e-6)), weight], axis=2).astype(np.float16)
+
+
+def _sums(stored: np.ndarray) -> np.ndarray:
+    """The weighted sums of a :func:`_stored` entry, float32."""
+    entry = stored.astype(np.float32)
+    entry[..., :-1] *= entry[..., -1:]
+    return entry
+
+
+def _field_lifetimes(levels: int, query_offset: dict[int, int]) -> dict[int, int]:
+    """For the table form: per distance ``d``, the largest travel ``a - i`` at which frame
+    ``i`` reads a field ``a -> a + d`` (found by walking the requests of a long run of frames
+    with every field kept, away from where the run starts).  A field is needed until then,
+    and not after."""
+    requests = [1 << (k - 1) for k in range(1, levels)] + [off for off in query_offset.values() if off > 0]
+    span = 4 * (1 << levels)
+    found: set[tuple[int, int]] = set()
+    lifetime: dict[int, int] = {}
+
+    def field(t: int, s: int, i: int) -> None:
+        distance = s - t
+        if i <= span // 2:  # the first frames of the walk find nothing made yet
+            lifetime[distance] = max(lifetime.get(distance, 0), t - i)
+        if (t, s) in found:
+            return
+        found.add((t, s))
+        if distance > 1:
+            m = _power_of_two_split(t, s)
+            field(t, m, i)
+            field(m, s, i)
+
+    for i in range(span, -1, -1):
+        for distance in requests:
+            field(i, i + distance, i)
+    return lifetime
+
+
 def _table_side(remapper: _Remapper, processed, targets, window: int, direction: int, n: int):
     """The same as :func:`_exact_side` from the remapping table (see the module docstring).
 
@@ -323,37 +426,40 @@ def _table_side(remapper: _Remapper, processed, targets, window: int, direction:
         builder = (1 << k) if k + 1 < levels else 0
         return max(builder, query_offset.get(k, 0))
 
+    # Entries are stored as float16 weighted means and weights (_stored): at 1080p the
+    # window's entries are what a job holds most of, and a mean in 0..255 keeps float16's
+    # resolution (1/16 of a level or finer) where a sum of up to 2^k frames would not.
+    lifetime = _field_lifetimes(levels, query_offset)
     table: dict[tuple[int, int], np.ndarray] = {}
     last_target = min(targets) if direction > 0 else max(targets)
     first = n - 1 if direction > 0 else 0
     for i in range(first, last_target - direction, -direction):
         base = np.asarray(processed[i], np.float32)
-        table[(0, i)] = np.concatenate([base, np.ones(base.shape[:2] + (1,), np.float32)], axis=2)
+        own = np.concatenate([base, np.ones(base.shape[:2] + (1,), np.float32)], axis=2)
+        table[(0, i)] = _stored(own)
         for k in range(1, levels):
             s = i + direction * (1 << (k - 1))
             if not 0 <= s < n:  # past the end of the context: a shorter block
                 table[(k, i)] = table[(k - 1, i)]
                 continue
-            remapped, weight = remapper.remap(table[(k - 1, s)], i, s)
-            table[(k, i)] = table[(k - 1, i)] + remapped * weight[..., None]
+            remapped, weight = remapper.remap(_sums(table[(k - 1, s)]), i, s)
+            table[(k, i)] = _stored(_sums(table[(k - 1, i)]) + remapped * weight[..., None])
         if i in targets:
             total = None
             for k, off in query_offset.items():
                 s = i + direction * off
                 if not 0 <= s < n:
                     continue
-                node = table[(k, s)]
+                node = _sums(table[(k, s)])
                 if s != i:
                     remapped, weight = remapper.remap(node, i, s)
                     node = remapped * weight[..., None]
                 total = node if total is None else total + node
-            yield i, total[..., :3], total[..., 3]
+            yield i, total[..., :-1], total[..., -1]
         # Frame i has travelled (j - i) * direction frames past entry j.
         table = {(k, j): v for (k, j), v in table.items() if (j - i) * direction < last_reader(k)}
-        # A field a -> b is composed into the field of the frame |a - b| further on, and into
-        # the queries' fields up to the largest query offset; then it is not needed again.
-        longest_query = max(query_offset.values())
-        remapper.forget(lambda a, b, i=i: (a - i) * direction < abs(a - b) or (a - i) * direction <= longest_query)
+        # A field a -> b is kept while a later frame will still read it.
+        remapper.forget(lambda a, b, i=i: (a - i) * direction < lifetime.get(abs(a - b), 0))
 
 
 def patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray], *, window: int, form: str,
@@ -419,9 +525,13 @@ def iter_patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray
         return
     split = _one_step_split if form == "exact" else _power_of_two_split
     side = _exact_side if form == "exact" else _table_side
+    restore = settings.detail_gain > 1.0
+    # What is blended: the colours, and with detail restoration the frames' detail RMS.
+    values = _WithDetail(processed) if restore else processed
 
     def run(direction):
-        return side(_Remapper(processed, guide, settings, first_index, split, threads), processed, wanted,
+        # Matched on the processed frames themselves; the values only ride along.
+        return side(_Remapper(processed, guide, settings, first_index, split, threads), values, wanted,
                     window, direction, n)
 
     with tempfile.TemporaryDirectory(prefix="restyle-blend-") as spill:
@@ -434,10 +544,13 @@ def iter_patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray
             path = os.path.join(spill, f"{t}.npy")
             later = np.load(path).astype(np.float32)
             os.remove(path)
-            mean_r, den_r = later[..., :3], later[..., 3]
-            own = np.asarray(processed[t], np.float32)
+            mean_r, den_r = later[..., :-1], later[..., -1]
+            own = np.asarray(values[t], np.float32)
             total = numerator + mean_r * den_r[..., None] - own
-            yield t, np.clip(np.rint(total / (denominator + den_r - 1.0)[..., None]), 0, 255).astype(np.uint8)
+            mean = total / (denominator + den_r - 1.0)[..., None]
+            if restore:
+                mean = _restore_detail(mean[..., :3], mean[..., 3], settings.detail_gain)
+            yield t, np.clip(np.rint(mean), 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------------------
@@ -504,8 +617,10 @@ class BlindSettings:
 def _blind_matching(settings: RemapSettings, blind: BlindSettings) -> RemapSettings:
     """Matching on flicker-invariant frames: on them alone (the frames themselves flicker),
     with the blind method's error scale (their differences are in units of local contrast)."""
+    # No detail restoration: the atlas is meant to be the plain average, and the refinement
+    # takes only scales coarser than the detail.
     return dataclasses.replace(settings, style_weight=0.0, guide_weight=max(settings.guide_weight, 1e-6),
-                               error_scale=blind.error_scale)
+                               error_scale=blind.error_scale, detail_gain=1.0)
 
 
 def shot_atlas(frames: Sequence[np.ndarray], *, blind: BlindSettings, settings: RemapSettings,

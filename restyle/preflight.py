@@ -322,7 +322,7 @@ def check_video(name: str, path: str, config: dict, origin: Origin = _config_yam
 def remap_settings(config: dict) -> dict:
     """The arguments of :class:`restyle.deflicker.RemapSettings` in a (filled) config: the
     deflicker section's matching options, with flow.preset."""
-    keys = ("guide_weight", "style_weight", "patch_size", "patchmatch_iters", "search_radius", "error_scale", "seed")
+    keys = ("guide_weight", "style_weight", "patch_size", "patchmatch_iters", "search_radius", "error_scale", "detail_gain", "seed")
     return {**{k: config["deflicker"][k] for k in keys}, "flow_preset": config["flow"]["preset"]}
 
 

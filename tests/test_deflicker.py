@@ -1,14 +1,17 @@
 """Deflickering as library functions (restyle.deflicker): guided patch blending in both forms,
 and blind deflickering, on small generated clips."""
 
+import dataclasses
+
+import cv2
 import numpy as np
 import pytest
 
 from clips import synthetic_frames
 
 from restyle.deflicker import (BlindSettings, RemapSettings, apply_colour_transform, colour_transform,
-                               deflicker_blind, patch_blend, shot_atlas)
-from restyle.metrics import psnr, synthetic_flicker, warping_error
+                               deflicker_blind, iter_patch_blend, patch_blend, shot_atlas)
+from restyle.metrics import psnr, sharpness, synthetic_flicker, warping_error
 
 SETTINGS = RemapSettings(guide_weight=10.0, style_weight=1.0, patch_size=5, patchmatch_iters=1, search_radius=8,
                          error_scale=100.0, flow_preset="medium", seed=0)
@@ -78,11 +81,40 @@ def test_a_chunk_with_its_context_gives_the_bytes_of_the_whole_clip(moving, jitt
         np.testing.assert_array_equal(a, b)
 
 
-def test_the_result_does_not_depend_on_the_thread_count(moving, jittered):
-    one = patch_blend(jittered, moving, window=3, form="table", settings=SETTINGS, threads=1)
-    two = patch_blend(jittered, moving, window=3, form="table", settings=SETTINGS, threads=2)
+@pytest.mark.parametrize("detail_gain", [1.0, 1.3])
+def test_the_result_does_not_depend_on_the_thread_count(moving, jittered, detail_gain):
+    settings = dataclasses.replace(SETTINGS, detail_gain=detail_gain)
+    one = patch_blend(jittered, moving, window=3, form="table", settings=settings, threads=1)
+    two = patch_blend(jittered, moving, window=3, form="table", settings=settings, threads=2)
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
+
+
+def test_frames_come_one_at_a_time_in_order_with_the_same_bytes(moving, jittered):
+    targets = [9, 4, 5]
+    listed = patch_blend(jittered, moving, window=2, form="table", settings=SETTINGS, targets=targets)
+    pairs = list(iter_patch_blend(jittered, moving, window=2, form="table", settings=SETTINGS, targets=targets))
+    assert [t for t, _ in pairs] == [4, 5, 9]
+    for (t, frame), expected in zip(pairs, [listed[1], listed[2], listed[0]]):
+        np.testing.assert_array_equal(frame, expected)
+
+
+def test_detail_restoration_sharpens_the_average_but_never_past_the_frames():
+    """Blending copies of a texture that re-arranges every frame lowers its contrast; the
+    detail gain gives some back, at most up to the frames' own."""
+    rng = np.random.default_rng(1)
+    still = [np.full((48, 64, 3), 128, np.uint8)] * 9
+    swimming = [np.clip(128 + cv2.GaussianBlur(rng.normal(0, 40, (48, 64, 3)), (0, 0), 0.8), 0, 255).astype(np.uint8)
+                for _ in still]
+    frames_sharpness = np.mean([sharpness(f) for f in swimming])
+    plain = patch_blend(swimming, still, window=3, form="table", settings=SETTINGS)
+    restored = patch_blend(swimming, still, window=3, form="table",
+                           settings=dataclasses.replace(SETTINGS, detail_gain=1.5))
+    plain_sharpness = np.mean([sharpness(f) for f in plain])
+    restored_sharpness = np.mean([sharpness(f) for f in restored])
+    assert plain_sharpness < 0.7 * frames_sharpness
+    assert restored_sharpness > 1.3 * plain_sharpness
+    assert restored_sharpness <= frames_sharpness
 
 
 def test_a_globally_flickering_static_scene_comes_out_constant(moving):

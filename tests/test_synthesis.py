@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from restyle.guides import coordinate_image
-from restyle.synthesis import pyramid_depth, synthesize
+from restyle.synthesis import patchmatch, pyramid_depth, synthesize
 
 H, W = 48, 64
 
@@ -217,3 +217,21 @@ def test_coherence_keeps_the_initial_matches_unless_another_is_much_better():
     np.testing.assert_array_equal(sticky.nnf, start)
     with pytest.raises(ValueError, match="coherence"):
         synthesize(image, [image], [image], [1.0], coherence=-1.0, **common)
+
+
+def test_patchmatch_searches_only_the_active_pixels():
+    """Outside ``active`` a pixel keeps its starting match (and has no energy); inside, the
+    search finds the true shift of a textured image."""
+    rng = np.random.default_rng(3)
+    target = cv2.GaussianBlur(rng.integers(0, 255, (48, 64, 3)).astype(np.uint8), (0, 0), 1.0)
+    source = np.roll(target, (2, 3), axis=(0, 1))  # target(x, y) = source(x + 3, y + 2)
+    identity = np.stack(np.meshgrid(np.arange(64), np.arange(48)), axis=-1).astype(np.int32)
+    active = np.zeros((48, 64), bool)
+    active[:, :32] = True
+    nnf, error = patchmatch([source], [target], [1.0], initial_nnf=identity, patch_size=5, iterations=4,
+                            search_radius=8, seed=0, active=active)
+    np.testing.assert_array_equal(nnf[~active], identity[~active])
+    assert np.isnan(error[~active]).all() and np.isfinite(error[active]).all()
+    inner = (slice(4, 44), slice(4, 28))
+    found = np.all(nnf[inner] == identity[inner] + [3, 2], axis=-1)
+    assert found.mean() > 0.9
