@@ -308,9 +308,12 @@ def _detail(image: np.ndarray) -> np.ndarray:
     return image - cv2.GaussianBlur(image, (0, 0), DETAIL_SIGMA)
 
 
-def _detail_rms(image: np.ndarray) -> np.ndarray:
-    detail = _detail(image)
+def _local_rms(detail: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(cv2.blur((detail * detail).mean(axis=2), (DETAIL_BOX, DETAIL_BOX)), 0.0))
+
+
+def _detail_rms(image: np.ndarray) -> np.ndarray:
+    return _local_rms(_detail(image))
 
 
 def _restore_detail(mean: np.ndarray, detail_rms: np.ndarray, max_gain: float) -> np.ndarray:
@@ -318,7 +321,7 @@ def _restore_detail(mean: np.ndarray, detail_rms: np.ndarray, max_gain: float) -
     by a gain between 1 and ``max_gain``: averaging copies whose fine texture differs lowers
     its contrast, and only that loss is given back, never more contrast than the frames had."""
     detail = _detail(mean)
-    own_rms = np.sqrt(np.maximum(cv2.blur((detail * detail).mean(axis=2), (DETAIL_BOX, DETAIL_BOX)), 0.0))
+    own_rms = _local_rms(detail)
     # The small constant keeps flat regions (both near 0) at gain 1.
     gain = np.clip((detail_rms + 0.03) / (own_rms + 0.03), 1.0, max_gain)
     return mean + (gain[..., None] - 1.0) * detail
@@ -538,16 +541,14 @@ def iter_patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray
         # The later side as float16 means and weights; the earlier side then completes the
         # targets in order and merges them, the frame itself counted once.
         for t, numerator, denominator in run(1):
-            later = np.concatenate([numerator / denominator[..., None], denominator[..., None]], axis=2)
-            np.save(os.path.join(spill, f"{t}.npy"), later.astype(np.float16))
+            np.save(os.path.join(spill, f"{t}.npy"), _stored(np.concatenate([numerator, denominator[..., None]], axis=2)))
         for t, numerator, denominator in run(-1):
             path = os.path.join(spill, f"{t}.npy")
-            later = np.load(path).astype(np.float32)
+            later = _sums(np.load(path))
             os.remove(path)
-            mean_r, den_r = later[..., :-1], later[..., -1]
             own = np.asarray(values[t], np.float32)
-            total = numerator + mean_r * den_r[..., None] - own
-            mean = total / (denominator + den_r - 1.0)[..., None]
+            total = numerator + later[..., :-1] - own
+            mean = total / (denominator + later[..., -1] - 1.0)[..., None]
             if restore:
                 mean = _restore_detail(mean[..., :3], mean[..., 3], settings.detail_gain)
             yield t, np.clip(np.rint(mean), 0, 255).astype(np.uint8)
