@@ -44,7 +44,7 @@ from common import DEFAULTS, REPO, machine
 
 from restyle import io, preflight
 from restyle.deflicker import (BlindSettings, RemapSettings, deflicker_blind, iter_patch_blend, patch_blend,
-                               shot_atlas)
+                               shot_colour_maps)
 from restyle.flow import consecutive_flows
 from restyle.metrics import psnr, sharpness, sharpness_ratio, synthetic_flicker, warping_errors
 from restyle.stylize import BuiltinStylizer
@@ -72,8 +72,8 @@ def temporal_median(frames: list[np.ndarray], radius: int = 2) -> list[np.ndarra
 
 
 def blind(frames: list[np.ndarray]) -> list[np.ndarray]:
-    atlas = shot_atlas(frames, blind=BLIND, settings=SETTINGS)
-    return deflicker_blind(frames, atlas, blind=BLIND, settings=SETTINGS)
+    maps = shot_colour_maps(frames, blind=BLIND, flow_preset=SETTINGS.flow_preset)
+    return deflicker_blind(frames, maps, blind=BLIND, settings=SETTINGS)
 
 
 def part_synthetic() -> None:

@@ -43,15 +43,16 @@ Two forms compute the window average:
    locally normalised frames (:func:`flicker_invariant`: each channel minus its local mean,
    over its local standard deviation), which an exposure, white-balance or smooth shading
    change leaves unchanged.
-2. *A flawed atlas* (:func:`shot_atlas`): one consistent reference of the shot, here the
-   table-form patch blend of the shot's frames over a window as long as the shot, at a
-   reduced size -- every frame is the average of the whole shot remapped onto it.  It is
-   consistent (its colour and brightness are the shot's average) but flawed: soft, ghosted
-   where the remaps fail.  No neural network is trained.
-3. *The filter* (:func:`atlas_filter`): the frame keeps its own structure and detail and takes
-   the atlas's colour and brightness through a smooth per-channel gain and offset fitted to
-   the atlas (:func:`colour_transform`, robust least squares), optionally plus what still
-   differs above ``filter_sigma``; a map that smooth cannot copy the atlas's flaws.
+2. *A flawed atlas* (:func:`shot_colour_maps`): one consistent reference of the shot, here
+   built by chaining: neighbouring frames are related by a smooth colour map (a gain and a
+   quadratic offset per channel, :func:`pair_colour_map`, fitted through the flow on the
+   pixels that are neither occluded nor clipped), the maps are chained along the shot, and
+   their average over the shot (or a window of it) is the reference -- the shot with its
+   flicker averaged out.  It is flawed where the chain drifts or a fit fails; it is never
+   trained, and it is a handful of numbers per frame.
+3. *The filter* (:func:`apply_colour_map`): each frame is mapped onto that reference by its
+   own smooth map, so it keeps all its structure and detail and takes the reference's colour
+   and brightness; a map that smooth cannot copy anything else.
 4. *Local refinement*: a short guided patch blend of the filtered frames (guide: the
    normalised frames) removes what flickers locally; only its scales above ``refine_sigma``
    are taken, so the frame's finest detail survives.
@@ -75,9 +76,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from restyle.flow import compute_flow, remap, sampling_grid
+from restyle.flow import compute_flow, occlusion_mask, remap, sampling_grid, warp
 from restyle.io import LazyMap
 from restyle.propagate import advect_positions
+
+# Registers restyle's cache locator; must come before the @njit(cache=True) kernels below.
+from restyle import engine_cache  # noqa: E402  (isort: after the imports it must precede)
+from numba import njit, prange  # noqa: E402
 
 #: How the window average is computed (see the module docstring).
 BLEND_FORMS = ("exact", "table")
@@ -198,12 +203,24 @@ class _Remapper:
         self.first_index, self.split, self.threads = first_index, split, threads
         self.fields: dict[tuple[int, int], _Field] = {}
         self._gray: dict[int, np.ndarray] = {}
+        self._float: dict[int, np.ndarray] = {}
 
     def _gray_guide(self, t: int) -> np.ndarray:
         if t not in self._gray:
             self._gray[t] = cv2.cvtColor(np.clip(np.asarray(self.guide[t]), 0, 255).astype(np.uint8),
                                          cv2.COLOR_RGB2GRAY)
         return self._gray[t]
+
+    def _float_guide(self, t: int) -> np.ndarray:
+        # float32 once per frame and visit, not once per field and use.
+        if t not in self._float:
+            self._float[t] = np.asarray(self.guide[t], np.float32)
+        return self._float[t]
+
+    def _float_processed(self, t: int) -> np.ndarray:
+        if -1 - t not in self._float:
+            self._float[-1 - t] = np.asarray(self.processed[t], np.float32)
+        return self._float[-1 - t]
 
     def field(self, t: int, s: int) -> _Field:
         """The remap ``s -> t``, cached."""
@@ -227,62 +244,75 @@ class _Remapper:
         and searching there costs the most and changes the least."""
         from restyle.synthesis import patchmatch
 
-        warm = self._weighed(t, s, _Field(None, position, None, None))
-        active = warm.weight < 0.5
+        source_guide = self._float_guide(s)
+        matched = self._apply(_Field(None, position, None, None), source_guide)
+        weight = self._weight(t, matched)
+        active = weight < 0.5
         if not active.any():
-            return warm
+            return _Field(None, position, None, weight)
         st = self.settings
         height, width = position.shape[:2]
-        start = np.empty((height, width, 2), np.int32)
-        start[..., 0] = np.clip(np.rint(position[..., 0]), 0, width - 1)
-        start[..., 1] = np.clip(np.rint(position[..., 1]), 0, height - 1)
-        nnf, _ = patchmatch([self.guide[s], self.processed[s]], [self.guide[t], self.processed[t]],
+        start = np.rint(position).astype(np.int32)
+        np.clip(start[..., 0], 0, width - 1, out=start[..., 0])
+        np.clip(start[..., 1], 0, height - 1, out=start[..., 1])
+        nnf, _ = patchmatch([source_guide, self._float_processed(s)], [self._float_guide(t), self._float_processed(t)],
                             [st.guide_weight, st.style_weight], initial_nnf=start, patch_size=st.patch_size,
                             iterations=st.patchmatch_iters, search_radius=st.search_radius,
                             seed=_pair_seed(st.seed, self.first_index + t, self.first_index + s),
                             active=active, threads=self.threads)
-        followed = np.all(nnf == start, axis=-1)
+        followed = (nnf[..., 0] == start[..., 0]) & (nnf[..., 1] == start[..., 1])
         if followed.all():
-            return warm
-        position = np.where(followed[..., None], position, nnf.astype(np.float32)).astype(np.float32)
+            return _Field(None, position, None, weight)
+        moved = ~followed
+        position = position.copy()
+        position[moved] = nnf[moved]
         # Kept compact: the fields of a window are much of what a job at 1080p holds.
         nnf = nnf.astype(np.int16) if max(height, width) < 32768 else nnf
-        return self._weighed(t, s, _Field(nnf, position, followed, None))
+        field = _Field(nnf, position, followed, None)
+        # The guide as the final field matches it: the warm start's where it was kept.
+        self._vote(field, source_guide, matched)
+        return dataclasses.replace(field, weight=self._weight(t, matched))
 
-    def _weighed(self, t: int, s: int, field: _Field) -> _Field:
-        """``field`` with its blend weights, from how well the guide remapped by it explains
-        the guide of ``t``.  Weighed by the guide alone: the processed frames differ where
-        they flicker, which is what the blend must average out, not a sign of a wrong match."""
-        matched = self._apply(field, self.guide[s])
-        residual = ((matched - np.asarray(self.guide[t], np.float32)) ** 2).mean(axis=2)
+    def _weight(self, t: int, matched: np.ndarray) -> np.ndarray:
+        """Blend weights of a field from ``matched``, the guide of ``s`` brought onto ``t`` by
+        it: how well it explains the guide of ``t``.  Weighed by the guide alone: the processed
+        frames differ where they flicker, which is what the blend must average out, not a sign
+        of a wrong match."""
+        difference = matched - self._float_guide(t)
+        residual = cv2.transform(difference * difference, np.full((1, 3), 1.0 / 3.0))
         error = cv2.blur(residual, (self.settings.patch_size, self.settings.patch_size))
-        weight = np.exp(-error / np.float32(self.settings.error_scale)).astype(np.float16)
-        return dataclasses.replace(field, weight=weight)
+        return np.exp(error * np.float32(-1.0 / self.settings.error_scale))
+
+    def _vote(self, field: _Field, values: np.ndarray, out: np.ndarray) -> None:
+        from restyle.synthesis import vote
+
+        vote(values, field.nnf, self.settings.patch_size, where=~field.followed, out=out)
 
     def _apply(self, field: _Field, values: np.ndarray) -> np.ndarray:
         """``values`` of frame ``s`` brought onto ``t``: resampled at the sub-pixel positions
         where the field follows the motion, the vote of the matched patches elsewhere."""
-        from restyle.synthesis import vote
-
         values = np.asarray(values, np.float32)
         # OpenCV's cubic remap takes at most 4 channels: an entry with the detail channel has
         # 5, resampled in groups.
-        exact = np.concatenate([remap(np.ascontiguousarray(values[..., c:c + 4]), field.position[..., 0],
-                                      field.position[..., 1], "cubic").reshape(values.shape[:2] + (-1,))
-                                for c in range(0, values.shape[2], 4)], axis=2)
-        if field.nnf is None:
-            return exact
-        voted = vote(values, field.nnf, self.settings.patch_size)
-        return np.where(field.followed[..., None], exact, voted)
+        if values.shape[2] <= 4:
+            out = remap(values, field.position[..., 0], field.position[..., 1], "cubic").reshape(values.shape)
+        else:
+            out = np.concatenate([remap(np.ascontiguousarray(values[..., c:c + 4]), field.position[..., 0],
+                                        field.position[..., 1], "cubic").reshape(values.shape[:2] + (-1,))
+                                  for c in range(0, values.shape[2], 4)], axis=2)
+        if field.nnf is not None:
+            self._vote(field, values, out)
+        return out
 
     def remap(self, values: np.ndarray, t: int, s: int) -> tuple[np.ndarray, np.ndarray]:
         f = self.field(t, s)
-        return self._apply(f, values), f.weight.astype(np.float32)
+        return self._apply(f, values), f.weight
 
     def forget(self, keep) -> None:
         """Drop the fields ``(t, s)`` for which ``keep(t, s)`` is False."""
         self.fields = {k: v for k, v in self.fields.items() if keep(*k)}
         self._gray.clear()
+        self._float.clear()
 
 
 class _WithDetail:
@@ -309,7 +339,8 @@ def _detail(image: np.ndarray) -> np.ndarray:
 
 
 def _local_rms(detail: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.maximum(cv2.blur((detail * detail).mean(axis=2), (DETAIL_BOX, DETAIL_BOX)), 0.0))
+    energy = cv2.transform(detail * detail, np.full((1, detail.shape[2]), 1.0 / detail.shape[2]))
+    return np.sqrt(np.maximum(cv2.blur(energy, (DETAIL_BOX, DETAIL_BOX)), 0.0))
 
 
 def _detail_rms(image: np.ndarray) -> np.ndarray:
@@ -357,25 +388,73 @@ def _exact_side(remapper: _Remapper, processed, targets, window: int, direction:
             if not 0 <= s < n:
                 break
             remapped, weight = remapper.remap(processed[s], t, s)
-            numerator += remapped * weight[..., None]
+            _accumulate(numerator, remapped, weight)
             denominator += weight
         yield t, numerator, denominator
         # Only the fields between neighbours are reused, by the next targets.
         remapper.forget(lambda a, b, t=t: abs(a - b) == 1 and abs(a - t) <= window + 1)
 
 
-def _stored(sums: np.ndarray) -> np.ndarray:
-    """A table entry (weighted sums, then the sum of weights, float32) as float16 means and
-    weight: half the memory."""
-    weight = sums[..., -1:]
-    return np.concatenate([sums[..., :-1] / np.maximum(weight, np.float32(1e-6)), weight], axis=2).astype(np.float16)
+#: Table entries keep their weighted means in 1/256 of a level (uint16) beside the weight.
+_FIXED_POINT = 256.0
 
 
-def _sums(stored: np.ndarray) -> np.ndarray:
-    """The weighted sums of a :func:`_stored` entry, float32."""
-    entry = stored.astype(np.float32)
-    entry[..., :-1] *= entry[..., -1:]
-    return entry
+@njit(cache=True, parallel=True)
+def _to_entry(sums, means, weight):
+    height, width, channels = means.shape
+    for y in prange(height):
+        for x in range(width):
+            w = sums[y, x, channels]
+            weight[y, x] = w
+            scale = np.float32(_FIXED_POINT) / max(w, np.float32(1e-6))
+            for c in range(channels):
+                v = sums[y, x, c] * scale + np.float32(0.5)
+                means[y, x, c] = np.uint16(min(max(v, np.float32(0.0)), np.float32(65535.0)))
+
+
+@njit(cache=True, parallel=True)
+def _from_entry(means, weight, sums):
+    height, width, channels = means.shape
+    for y in prange(height):
+        for x in range(width):
+            w = weight[y, x]
+            scale = w * np.float32(1.0 / _FIXED_POINT)
+            for c in range(channels):
+                sums[y, x, c] = np.float32(means[y, x, c]) * scale
+            sums[y, x, channels] = w
+
+
+@njit(cache=True, parallel=True)
+def _accumulate(total, values, weight):
+    """``total += values * weight`` (weight per pixel), in place."""
+    height, width, channels = values.shape
+    for y in prange(height):
+        for x in range(width):
+            w = weight[y, x]
+            for c in range(channels):
+                total[y, x, c] += values[y, x, c] * w
+
+
+engine_cache.watch(_to_entry, _from_entry, _accumulate, what="the deflicker kernels", takes=", a few seconds")
+
+
+def _stored(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A table entry (weighted sums, then the sum of weights, float32 (H, W, C + 1)) as
+    uint16 fixed-point means and a float32 weight: half the memory, and a mean in 0..255 kept
+    to 1/256 of a level."""
+    height, width, channels = sums.shape
+    means = np.empty((height, width, channels - 1), np.uint16)
+    weight = np.empty((height, width), np.float32)
+    _to_entry(np.ascontiguousarray(sums, np.float32), means, weight)
+    return means, weight
+
+
+def _sums(stored: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The weighted sums of a :func:`_stored` entry, float32 (H, W, C + 1)."""
+    means, weight = stored
+    out = np.empty(means.shape[:2] + (means.shape[2] + 1,), np.float32)
+    _from_entry(means, weight, out)
+    return out
 
 
 def _field_lifetimes(levels: int, query_offset: dict[int, int]) -> dict[int, int]:
@@ -429,24 +508,25 @@ def _table_side(remapper: _Remapper, processed, targets, window: int, direction:
         builder = (1 << k) if k + 1 < levels else 0
         return max(builder, query_offset.get(k, 0))
 
-    # Entries are stored as float16 weighted means and weights (_stored): at 1080p the
-    # window's entries are what a job holds most of, and a mean in 0..255 keeps float16's
-    # resolution (1/16 of a level or finer) where a sum of up to 2^k frames would not.
+    # Entries are stored as fixed-point weighted means and weights (_stored): at 1080p the
+    # window's entries are what a job holds most of.
     lifetime = _field_lifetimes(levels, query_offset)
     table: dict[tuple[int, int], np.ndarray] = {}
     last_target = min(targets) if direction > 0 else max(targets)
     first = n - 1 if direction > 0 else 0
     for i in range(first, last_target - direction, -direction):
         base = np.asarray(processed[i], np.float32)
-        own = np.concatenate([base, np.ones(base.shape[:2] + (1,), np.float32)], axis=2)
-        table[(0, i)] = _stored(own)
+        table[(0, i)] = (np.clip(np.rint(base * np.float32(_FIXED_POINT)), 0, 65535).astype(np.uint16),
+                         np.ones(base.shape[:2], np.float32))
         for k in range(1, levels):
             s = i + direction * (1 << (k - 1))
             if not 0 <= s < n:  # past the end of the context: a shorter block
                 table[(k, i)] = table[(k - 1, i)]
                 continue
             remapped, weight = remapper.remap(_sums(table[(k - 1, s)]), i, s)
-            table[(k, i)] = _stored(_sums(table[(k - 1, i)]) + remapped * weight[..., None])
+            total = _sums(table[(k - 1, i)])
+            _accumulate(total, remapped, weight)
+            table[(k, i)] = _stored(total)
         if i in targets:
             total = None
             for k, off in query_offset.items():
@@ -456,8 +536,12 @@ def _table_side(remapper: _Remapper, processed, targets, window: int, direction:
                 node = _sums(table[(k, s)])
                 if s != i:
                     remapped, weight = remapper.remap(node, i, s)
-                    node = remapped * weight[..., None]
-                total = node if total is None else total + node
+                    node = np.zeros_like(remapped)
+                    _accumulate(node, remapped, weight)
+                if total is None:
+                    total = node
+                else:
+                    total += node
             yield i, total[..., :-1], total[..., -1]
         # Frame i has travelled (j - i) * direction frames past entry j.
         table = {(k, j): v for (k, j), v in table.items() if (j - i) * direction < last_reader(k)}
@@ -538,14 +622,17 @@ def iter_patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray
                     window, direction, n)
 
     with tempfile.TemporaryDirectory(prefix="restyle-blend-") as spill:
-        # The later side as float16 means and weights; the earlier side then completes the
+        # The later side as stored entries (means and weights); the earlier side then completes the
         # targets in order and merges them, the frame itself counted once.
         for t, numerator, denominator in run(1):
-            np.save(os.path.join(spill, f"{t}.npy"), _stored(np.concatenate([numerator, denominator[..., None]], axis=2)))
+            means, weight = _stored(np.concatenate([numerator, denominator[..., None]], axis=2))
+            np.save(os.path.join(spill, f"{t}-means.npy"), means)
+            np.save(os.path.join(spill, f"{t}-weight.npy"), weight)
         for t, numerator, denominator in run(-1):
-            path = os.path.join(spill, f"{t}.npy")
-            later = _sums(np.load(path))
-            os.remove(path)
+            paths = [os.path.join(spill, f"{t}-{part}.npy") for part in ("means", "weight")]
+            later = _sums(tuple(np.load(path) for path in paths))
+            for path in paths:
+                os.remove(path)
             own = np.asarray(values[t], np.float32)
             total = numerator + later[..., :-1] - own
             mean = total / (denominator + later[..., -1] - 1.0)[..., None]
@@ -592,12 +679,10 @@ class BlindSettings:
     Attributes
     ----------
     atlas_width : int
-        Width the atlas is built at (it only needs the coarse scales).
+        Width the shot's colour maps are fitted at (they are smooth: coarse scales suffice).
     atlas_window : int or None
-        Frames averaged each side into an atlas frame; None: the whole shot.
-    filter_sigma : float
-        Scale, as a fraction of the frame width, above which colour and brightness come from
-        the atlas.
+        Frames each side whose maps are averaged into a frame's reference; None: the whole
+        shot.  A window keeps slow, intended changes of colour or brightness.
     refine_window : int
         Frames each side of the local refinement; 0 skips it.
     refine_sigma : float
@@ -609,7 +694,6 @@ class BlindSettings:
 
     atlas_width: int
     atlas_window: int | None
-    filter_sigma: float
     refine_window: int
     refine_sigma: float
     error_scale: float
@@ -618,37 +702,9 @@ class BlindSettings:
 def _blind_matching(settings: RemapSettings, blind: BlindSettings) -> RemapSettings:
     """Matching on flicker-invariant frames: on them alone (the frames themselves flicker),
     with the blind method's error scale (their differences are in units of local contrast)."""
-    # No detail restoration: the atlas is meant to be the plain average, and the refinement
-    # takes only scales coarser than the detail.
+    # No detail restoration: the refinement takes only scales coarser than the detail.
     return dataclasses.replace(settings, style_weight=0.0, guide_weight=max(settings.guide_weight, 1e-6),
                                error_scale=blind.error_scale, detail_gain=1.0)
-
-
-def shot_atlas(frames: Sequence[np.ndarray], *, blind: BlindSettings, settings: RemapSettings,
-               first_index: int = 0, threads: int | None = None) -> np.ndarray:
-    """A consistent but flawed reference of one shot: its frames averaged onto each other.
-
-    The table-form :func:`patch_blend` of the shot, matched on its :func:`flicker_invariant`
-    frames, at ``blind.atlas_width`` pixels wide, over a window as long as the shot (or
-    ``blind.atlas_window`` frames each side): every frame becomes the average of the shot
-    remapped onto it, so its colour and brightness no longer flicker.
-
-    Returns
-    -------
-    float32 (N, h, w, 3) at the reduced size
-    """
-    _check_clip("shot", frames)
-    height, width = np.shape(frames[0])[:2]
-    h, w = _reduced_size(height, width, blind.atlas_width)
-    small = [np.asarray(f) if (h, w) == (height, width) else cv2.resize(np.asarray(f), (w, h), interpolation=cv2.INTER_AREA)
-             for f in frames]
-    guide = [flicker_invariant(f, sigma=max(2.0, 8.0 * w / width)) for f in small]
-    span = len(frames) - 1 if blind.atlas_window is None else blind.atlas_window
-    if span < 1:
-        return np.asarray(small, np.float32)
-    blended = patch_blend(small, guide, window=span, form="table", settings=_blind_matching(settings, blind),
-                          first_index=first_index, threads=threads)
-    return np.asarray(blended, np.float32)
 
 
 def _smooth_basis(height: int, width: int) -> np.ndarray:
@@ -659,104 +715,155 @@ def _smooth_basis(height: int, width: int) -> np.ndarray:
     return np.stack([np.ones_like(x), x, y, x * y, x * x, y * y], axis=-1).reshape(-1, 6)
 
 
-def colour_transform(frame: np.ndarray, reference: np.ndarray, *, iterations: int = 4) -> np.ndarray:
-    """The smooth per-channel colour map between ``frame`` and ``reference``.
+#: The colour map that changes nothing: per channel gain 1, offset 0 (see :func:`colour_transform`).
+IDENTITY_MAP = np.tile(np.eye(1, 7), (3, 1))
 
-    Per channel ``c`` the frame is modelled as the reference seen through a smooth gain and
-    offset, ``I_c = alpha_c(x, y) A_c + beta_c(x, y)`` with quadratic polynomials ``alpha``,
-    ``beta`` of the position, fitted by iteratively reweighted least squares (Huber weights),
-    so pixels where the reference is wrong -- a ghost, a moving object it blurred -- barely
-    pull the fit.  The frame is regressed on the reference, not the other way round: the
-    reference is the softer of the two, and regressing on the sharper image would read its
-    extra detail as noise and shrink the gain.  Exposure, white balance, black level and
-    shading are such maps, undone by :func:`apply_colour_transform`; the map is too smooth to
-    copy the reference's own structure.
+
+def colour_transform(frame: np.ndarray, reference: np.ndarray, *, valid: np.ndarray | None = None,
+                     iterations: int = 4) -> np.ndarray:
+    """The smooth per-channel colour map that takes ``reference`` to ``frame``.
+
+    Per channel ``c``, ``I_c = g_c A_c + b_c(x, y)``: a gain and a quadratic offset over the
+    frame, fitted by iteratively reweighted least squares (Huber weights) so that pixels where
+    the two disagree for other reasons -- a moving object, a bad match -- barely pull the fit.
+    Exposure, white balance, black level and shading are such maps (:func:`apply_colour_map`
+    applies one).  The gain is one number per channel: a gain that varied across the frame as
+    well would trade off against the offset wherever a region's colours span a narrow range,
+    and maps chained over a shot would drift.
 
     Parameters
     ----------
     frame, reference : (h, w, 3) float, the same size (small: the fit needs few pixels)
+    valid : bool (h, w), optional
+        The pixels to fit on (default: all), e.g. without occlusions and clipped pixels.
 
     Returns
     -------
-    float64 (3, 12): per channel the coefficients of ``alpha`` (first 6) and ``beta`` (last 6)
-    on :func:`_smooth_basis`.
+    float64 (3, 7): per channel the gain, then the offset's coefficients on
+    ``(1, x, y, x y, x^2, y^2)``, ``x`` and ``y`` in [-1/2, 1/2] across the frame.
     """
     frame = np.asarray(frame, np.float64)
     reference = np.asarray(reference, np.float64)
     height, width = frame.shape[:2]
-    basis = _smooth_basis(height, width)
-    coefficients = np.zeros((3, 12))
-    identity = np.zeros(12)
-    identity[0] = 1.0  # alpha = 1, beta = 0
+    keep = np.ones((height, width), bool) if valid is None else np.asarray(valid, bool)
+    if keep.sum() < 64:  # too little left to fit: nothing is changed
+        return IDENTITY_MAP.copy()
+    basis = _smooth_basis(height, width)[keep.reshape(-1)]
+    coefficients = np.zeros((3, 7))
     # A slight pull towards the identity keeps a flat or clipped channel well posed.
-    pull = 1e-3 * len(basis) * np.diag([1.0] + [0.0] * 5 + [1e-4] + [0.0] * 5)
+    pull = 1e-3 * len(basis) * np.diag([1.0] + [1e-4] + [0.0] * 5) + 1e-6 * np.eye(7)
     for c in range(3):
-        design = np.concatenate([basis * reference[..., c].reshape(-1, 1), basis], axis=1)
-        target = frame[..., c].reshape(-1)
+        design = np.concatenate([reference[..., c][keep][:, None], basis], axis=1)
+        target = frame[..., c][keep]
         weights = np.ones(len(target))
         for _ in range(iterations):
             weighted = design * weights[:, None]
-            coefficients[c] = np.linalg.solve(weighted.T @ design + pull, weighted.T @ target + pull @ identity)
+            coefficients[c] = np.linalg.solve(weighted.T @ design + pull, weighted.T @ target + pull @ IDENTITY_MAP[c])
             residual = np.abs(design @ coefficients[c] - target)
             scale = 1.4826 * np.median(residual) + 1e-6
             weights = np.minimum(1.0, 1.5 * scale / np.maximum(residual, 1e-9))
     return coefficients
 
 
-def apply_colour_transform(frame: np.ndarray, coefficients: np.ndarray, min_gain: float = 0.2) -> np.ndarray:
-    """Undo :func:`colour_transform`'s map on ``frame`` (uint8 (H, W, 3), any size):
-    ``(I - beta) / alpha``, float32."""
+def apply_colour_map(frame: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
+    """``g I + b(x, y)`` per channel (:func:`colour_transform`'s map) on a frame of any size,
+    float32 (H, W, 3)."""
     image = np.asarray(frame, np.float32)
     height, width = image.shape[:2]
     # The basis of _smooth_basis, evaluated by broadcasting: no (H * W, 6) array at 1080p.
     x = ((np.arange(width, dtype=np.float64) + 0.5) / width - 0.5)[None, :]
     y = ((np.arange(height, dtype=np.float64) + 0.5) / height - 0.5)[:, None]
-
-    def polynomial(c):
-        return (c[0] + c[1] * x + c[2] * y + c[3] * x * y + c[4] * x * x + c[5] * y * y).astype(np.float32)
-
     out = np.empty_like(image)
     for c in range(3):
-        gain = np.maximum(polynomial(coefficients[c, :6]), np.float32(min_gain))
-        out[..., c] = (image[..., c] - polynomial(coefficients[c, 6:])) / gain
+        b = coefficients[c, 1:]
+        offset = (b[0] + b[1] * x + b[2] * y + b[3] * x * y + b[4] * x * x + b[5] * y * y).astype(np.float32)
+        out[..., c] = image[..., c] * np.float32(coefficients[c, 0]) + offset
     return out
 
 
-def atlas_filter(frame: np.ndarray, atlas_frame: np.ndarray, sigma: float) -> np.ndarray:
-    """The frame with the atlas frame's colour and brightness and its own detail.
+def compose_colour_maps(after: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """The map ``after(before(I))`` of two (3, 7) maps (the offsets stay quadratic)."""
+    gain_after = after[:, :1]
+    return np.concatenate([gain_after * before[:, :1], gain_after * before[:, 1:] + after[:, 1:]], axis=1)
 
-    First the smooth colour map of the frame onto the atlas (:func:`colour_transform`, fitted
-    at the atlas's size with both blurred alike, so the atlas's softness does not read as
-    lost contrast).  Then, when ``sigma > 0``, what still differs at scales above ``sigma``
-    pixels is taken from the atlas too: uneven flicker a quadratic map cannot follow.  Finer
-    scales -- detail, and the atlas's own flaws -- stay the frame's.
 
-    Parameters
-    ----------
-    frame : uint8 (H, W, 3)
-    atlas_frame : (h, w, 3), any size (e.g. :func:`shot_atlas`'s)
-    sigma : float
-        Pixels of ``frame``; 0: the colour map only.
+def invert_colour_map(coefficients: np.ndarray) -> np.ndarray:
+    gain = np.maximum(coefficients[:, :1], 1e-3)
+    return np.concatenate([1.0 / gain, -coefficients[:, 1:] / gain], axis=1)
+
+
+def _unclipped(image: np.ndarray) -> np.ndarray:
+    # Clipped pixels say nothing about the map: their true value is anywhere past the limit.
+    return (image.max(axis=2) < 251) & (image.min(axis=2) > 4)
+
+
+def pair_colour_map(earlier: np.ndarray, later: np.ndarray, earlier_gray: np.ndarray, later_gray: np.ndarray,
+                    flow_preset: str) -> np.ndarray:
+    """The colour map taking frame ``earlier`` to the next frame ``later`` (small float32
+    (h, w, 3) frames, matched through flows of their flicker-invariant grey forms).
+
+    Fitted both ways on the pixels the forward-backward check keeps and neither clips, and
+    the two fits averaged: regressing one frame on the other shrinks the gain by the share of
+    their difference that is not colour (resampling, noise), the same in both directions, so
+    the average cancels it -- chained over a shot, a gain 0.5 % short is 40 % short after 100
+    frames.  Both frames are softened first for the same reason.
+    """
+    forward = compute_flow(earlier_gray, later_gray, flow_preset)
+    backward = compute_flow(later_gray, earlier_gray, flow_preset)
+    soft_earlier, soft_later = (cv2.GaussianBlur(f, (0, 0), 1.5) for f in (earlier, later))
+    later_on_earlier, earlier_on_later = warp(soft_later, forward), warp(soft_earlier, backward)
+    ahead = colour_transform(later_on_earlier, soft_earlier, valid=~occlusion_mask(forward, backward)
+                             & _unclipped(soft_earlier) & _unclipped(later_on_earlier))
+    back = colour_transform(earlier_on_later, soft_later, valid=~occlusion_mask(backward, forward)
+                            & _unclipped(soft_later) & _unclipped(earlier_on_later))
+    back_inverted = invert_colour_map(back)
+    gain = np.sqrt(np.maximum(ahead[:, :1], 1e-3) * back_inverted[:, :1])
+    return np.concatenate([gain, 0.5 * (ahead[:, 1:] + back_inverted[:, 1:])], axis=1)
+
+
+def shot_colour_maps(frames: Sequence[np.ndarray], *, blind: BlindSettings, flow_preset: str) -> np.ndarray:
+    """The flawed atlas of a shot, as colour maps: per frame, the map onto the shot's consistent
+    reference.
+
+    Neighbouring frames are related by :func:`pair_colour_map`; chained, they give every
+    frame's map from the first, ``I_t = M_t(I_0)``.  The reference of frame ``t`` is the
+    average of those maps over the shot (or over ``blind.atlas_window`` frames each side, so
+    that slow, intended changes -- a fade, a time-lapse's dusk -- stay), applied to ``I_0``:
+    what the shot looks like with its flicker averaged out.  Frame ``t``'s map onto it is
+    ``mean(M) o M_t^-1``.  The reference is flawed where the chain drifts or a fit fails,
+    which the local refinement then evens out; it is never trained.
 
     Returns
     -------
-    uint8 (H, W, 3)
+    float64 (N, 3, 7): maps for :func:`apply_colour_map`, fitted at ``blind.atlas_width``
+    pixels wide (the maps are smooth, so they apply at any size).
     """
-    image = np.asarray(frame)
-    height, width = image.shape[:2]
-    atlas = np.asarray(atlas_frame, np.float32)
-    h, w = atlas.shape[:2]
-    small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
-    soften = max(1.0, 2.0 * w / 192)
-    mapped = apply_colour_transform(image, colour_transform(cv2.GaussianBlur(small, (0, 0), soften),
-                                                            cv2.GaussianBlur(atlas, (0, 0), soften)))
-    if sigma > 0:
-        scale = w / width
-        small_sigma = max(sigma * scale, 0.5)
-        mapped_small = cv2.resize(mapped, (w, h), interpolation=cv2.INTER_AREA)
-        residual = cv2.GaussianBlur(atlas - mapped_small, (0, 0), small_sigma)
-        mapped += cv2.resize(residual, (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.clip(np.rint(mapped), 0, 255).astype(np.uint8)
+    _check_clip("shot", frames)
+    height, width = np.shape(frames[0])[:2]
+    h, w = _reduced_size(height, width, blind.atlas_width)
+    sigma = max(2.0, 8.0 * w / width)
+
+    def small(t):
+        frame = np.asarray(frames[t])
+        frame = frame if (h, w) == (height, width) else cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        gray = cv2.cvtColor(flicker_invariant(frame, sigma=sigma, as_uint8=True), cv2.COLOR_RGB2GRAY)
+        return frame.astype(np.float32), gray
+
+    chain = [IDENTITY_MAP]
+    previous = small(0)
+    for t in range(1, len(frames)):
+        current = small(t)
+        chain.append(compose_colour_maps(pair_colour_map(previous[0], current[0], previous[1], current[1],
+                                                         flow_preset), chain[-1]))
+        previous = current
+    chain = np.asarray(chain)
+    span = len(frames) if blind.atlas_window is None else blind.atlas_window
+    sums = np.concatenate([np.zeros((1, 3, 7)), np.cumsum(chain, axis=0)])
+    maps = np.empty_like(chain)
+    for t in range(len(frames)):
+        lo, hi = max(0, t - span), min(len(frames), t + span + 1)
+        maps[t] = compose_colour_maps((sums[hi] - sums[lo]) / (hi - lo), invert_colour_map(chain[t]))
+    return maps
 
 
 def local_refinement(filtered: Sequence[np.ndarray], guide: Sequence[np.ndarray], *, window: int, sigma: float,
@@ -775,12 +882,12 @@ def local_refinement(filtered: Sequence[np.ndarray], guide: Sequence[np.ndarray]
         yield t, np.clip(np.rint(own + correction), 0, 255).astype(np.uint8)
 
 
-def deflicker_blind(frames: Sequence[np.ndarray], atlas: np.ndarray, *, blind: BlindSettings,
+def deflicker_blind(frames: Sequence[np.ndarray], maps: np.ndarray, *, blind: BlindSettings,
                     settings: RemapSettings, targets: Sequence[int] | None = None, first_index: int = 0,
                     threads: int | None = None) -> list[np.ndarray]:
-    """Blind deflickering of (part of) a shot given its atlas (:func:`shot_atlas`).
+    """Blind deflickering of (part of) a shot given its colour maps (:func:`shot_colour_maps`).
 
-    ``frames[i]`` and ``atlas[i]`` are the same frame; ``targets`` (default: all) are
+    ``frames[i]`` and ``maps[i]`` are the same frame; ``targets`` (default: all) are
     returned, the others serve as context of the local refinement.
 
     Returns
@@ -788,30 +895,33 @@ def deflicker_blind(frames: Sequence[np.ndarray], atlas: np.ndarray, *, blind: B
     list of ndarray, uint8 (H, W, 3), one per target, in target order;
     :func:`iter_deflicker_blind` gives them one at a time.
     """
-    done = dict(iter_deflicker_blind(frames, atlas, blind=blind, settings=settings, targets=targets,
+    done = dict(iter_deflicker_blind(frames, maps, blind=blind, settings=settings, targets=targets,
                                      first_index=first_index, threads=threads))
     return [done[int(t)] for t in (range(len(frames)) if targets is None else targets)]
 
 
-def iter_deflicker_blind(frames: Sequence[np.ndarray], atlas: np.ndarray, *, blind: BlindSettings,
+def _filtered(frame: np.ndarray, colour_map: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(apply_colour_map(frame, colour_map)), 0, 255).astype(np.uint8)
+
+
+def iter_deflicker_blind(frames: Sequence[np.ndarray], maps: np.ndarray, *, blind: BlindSettings,
                          settings: RemapSettings, targets: Sequence[int] | None = None, first_index: int = 0,
                          threads: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """:func:`deflicker_blind` as ``(target, frame)`` pairs in increasing target order.  The
-    filtered frames and their flicker-invariant guides are made as the refinement's window
-    reaches them, so a job holds a window of them, not its chunk."""
+    filtered frames (each mapped onto the shot's reference) and their flicker-invariant guides
+    are made as the refinement's window reaches them, so a job holds a window of them, not
+    its chunk."""
     _check_clip("flickering video", frames)
-    if len(atlas) != len(frames):
-        raise ValueError(f"the atlas has {len(atlas)} frames for {len(frames)} video frames")
+    if len(maps) != len(frames):
+        raise ValueError(f"there are {len(maps)} colour maps for {len(frames)} video frames")
     n = len(frames)
     wanted = sorted(set(range(n) if targets is None else (int(t) for t in targets)))
-    width = np.shape(frames[0])[1]
-    sigma = blind.filter_sigma * width
     if blind.refine_window < 1:
         for t in wanted:
-            yield t, atlas_filter(frames[t], atlas[t], sigma)
+            yield t, _filtered(frames[t], maps[t])
         return
     cache = 2 * blind.refine_window + 3
-    filtered = LazyMap(lambda i: atlas_filter(frames[i], atlas[i], sigma), n, cache)
+    filtered = LazyMap(lambda i: _filtered(frames[i], maps[i]), n, cache)
     guide = LazyMap(lambda i: flicker_invariant(filtered[i]), n, cache)
     yield from local_refinement(filtered, guide, window=blind.refine_window, sigma=blind.refine_sigma,
                                 settings=_blind_matching(settings, blind), targets=wanted, first_index=first_index,

@@ -379,6 +379,30 @@ def _vote(style, nnf, p, acc, out):
 
 
 @njit(cache=True, parallel=True)
+def _vote_at(image, nnf, p, ys, xs, out):
+    """:func:`_vote` at the target pixels ``(ys[i], xs[i])`` only, each gathered from the
+    patches covering it (``image`` (Hs, Ws, C) float32 unpadded, ``nnf`` clamped to it)."""
+    height, width = nnf.shape[:2]
+    source_h, source_w, C = image.shape
+    r = p // 2
+    for i in prange(len(ys)):
+        y, x = ys[i], xs[i]
+        total = np.zeros(C, np.float32)
+        count = 0
+        for qy in range(max(y - r, 0), min(y + r, height - 1) + 1):
+            for qx in range(max(x - r, 0), min(x + r, width - 1) + 1):
+                # Patch q predicts at pixel (x, y) its source centre plus the offset of (x, y) in it.
+                sy = min(max(nnf[qy, qx, 1] + y - qy, 0), source_h - 1)
+                sx = min(max(nnf[qy, qx, 0] + x - qx, 0), source_w - 1)
+                for c in range(C):
+                    total[c] += image[sy, sx, c]
+                count += 1
+        inv = np.float32(1.0) / np.float32(count)
+        for c in range(C):
+            out[y, x, c] = total[c] * inv
+
+
+@njit(cache=True, parallel=True)
 def _pack(out, image, c0, scale, r):
     """Write ``image * scale`` into channels c0.. of ``out``, edge-replicated by ``r``."""
     height, width, n = image.shape
@@ -392,7 +416,7 @@ def _pack(out, image, c0, scale, r):
 
 # A one-line notice when these have to be compiled (not when loaded), and one compile for
 # jobs that start together on a fresh machine.
-engine_cache.watch(_patchmatch_sweep, _patch_energies, _vote, _pack,
+engine_cache.watch(_patchmatch_sweep, _patch_energies, _vote, _vote_at, _pack,
                    what="the synthesis engine", takes=", about a minute")
 
 
@@ -662,7 +686,8 @@ def synthesize(style: np.ndarray, source_guides: Sequence[np.ndarray], target_gu
     return Synthesis(image=image, error=error.astype(np.float32), nnf=nnf)
 
 
-def vote(image: np.ndarray, nnf: np.ndarray, patch_size: int) -> np.ndarray:
+def vote(image: np.ndarray, nnf: np.ndarray, patch_size: int, *, where: np.ndarray | None = None,
+         out: np.ndarray | None = None) -> np.ndarray:
     """Read an image through a nearest-neighbour field the way synthesis does (its vote).
 
     Each target pixel becomes the mean of the ``image`` pixels that the ``p^2`` patches
@@ -677,6 +702,11 @@ def vote(image: np.ndarray, nnf: np.ndarray, patch_size: int) -> np.ndarray:
         ``(x, y)`` source patch centres, as in :attr:`Synthesis.nnf`.
     patch_size : int
         Odd patch side ``p`` the field was found with.
+    where : bool (Ht, Wt), optional
+        Vote only these pixels (cost in proportion to them); the others of ``out`` are left
+        as they are.
+    out : float32 (Ht, Wt, C) or (Ht, Wt), optional
+        Written in place (required with ``where``).
 
     Returns
     -------
@@ -694,11 +724,19 @@ def vote(image: np.ndarray, nnf: np.ndarray, patch_size: int) -> np.ndarray:
     np.clip(nnf[..., 1], 0, source_h - 1, out=field[..., 1])
     r = patch_size // 2
     height, width = nnf.shape[:2]
+    if where is not None:
+        if out is None or out.shape[:2] != (height, width) or out.dtype != np.float32:
+            raise ValueError("vote(where=...) needs out: float32, the target's size")
+        target = _as_planes(out)
+        ys, xs = np.nonzero(where)
+        _vote_at(np.ascontiguousarray(planes), field, int(patch_size), ys.astype(np.int32), xs.astype(np.int32),
+                 target)
+        return out
     padded = np.pad(planes, ((r, r), (r, r), (0, 0)), mode="edge").reshape(source_h + 2 * r, -1)
     acc = np.empty((height + 2 * r, (width + 2 * r) * channels), np.float32)
-    out = np.empty((height, width, channels), np.float32)
-    _vote(padded, field, int(patch_size), acc, out)
-    return out[..., 0] if np.ndim(image) == 2 else out
+    result = np.empty((height, width, channels), np.float32) if out is None else _as_planes(out)
+    _vote(padded, field, int(patch_size), acc, result)
+    return result[..., 0] if np.ndim(image) == 2 else result
 
 
 @engine_cache.compile_session

@@ -1,4 +1,4 @@
-"""deflicker_chunk: a chunk's context (processed frames, guide; the scene's atlas when blind)
+"""deflicker_chunk: a chunk's context (processed frames, guide; the scene's colour maps when blind)
 -> deflickered/<chunk>/<t>.png for the chunk's own frames."""
 from restyle import deflicker, io
 
@@ -12,9 +12,9 @@ with io.job_log(snakemake.log[0]):
     settings = deflicker.RemapSettings(**params.settings)
     if chunk["blind"]:
         scene_start = chunk["scene"][0]
-        atlas = io.load_array(snakemake.input.atlas)[lo - scene_start:hi - scene_start]
+        maps = io.load_array(snakemake.input.atlas)[lo - scene_start:hi - scene_start]
         blind = deflicker.BlindSettings(**params.blind)
-        out_frames = deflicker.iter_deflicker_blind(frames, atlas, blind=blind, settings=settings, targets=targets,
+        out_frames = deflicker.iter_deflicker_blind(frames, maps, blind=blind, settings=settings, targets=targets,
                                                     first_index=lo, threads=snakemake.threads)
     else:
         guide = io.LazyFrames([f"{snakemake.input.guide[0]}/{io.frame_name(t)}" for t in range(lo, hi)], cache=cache)

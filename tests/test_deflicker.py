@@ -9,13 +9,13 @@ import pytest
 
 from clips import synthetic_frames
 
-from restyle.deflicker import (BlindSettings, RemapSettings, apply_colour_transform, colour_transform,
-                               deflicker_blind, iter_patch_blend, patch_blend, shot_atlas)
+from restyle.deflicker import (BlindSettings, RemapSettings, apply_colour_map, colour_transform, compose_colour_maps,
+                               deflicker_blind, invert_colour_map, iter_patch_blend, patch_blend, shot_colour_maps)
 from restyle.metrics import psnr, sharpness, synthetic_flicker, warping_error
 
 SETTINGS = RemapSettings(guide_weight=10.0, style_weight=1.0, patch_size=5, patchmatch_iters=1, search_radius=8,
                          error_scale=100.0, flow_preset="medium", seed=0)
-BLIND = BlindSettings(atlas_width=96, atlas_window=None, filter_sigma=0.0, refine_window=2, refine_sigma=2.0,
+BLIND = BlindSettings(atlas_width=96, atlas_window=None, refine_window=2, refine_sigma=2.0,
                       error_scale=1000.0)
 
 
@@ -39,8 +39,8 @@ def _mean_psnr(frames, references):
 
 
 def _blind(frames):
-    atlas = shot_atlas(frames, blind=BLIND, settings=SETTINGS)
-    return deflicker_blind(frames, atlas, blind=BLIND, settings=SETTINGS)
+    maps = shot_colour_maps(frames, blind=BLIND, flow_preset=SETTINGS.flow_preset)
+    return deflicker_blind(frames, maps, blind=BLIND, settings=SETTINGS)
 
 
 @pytest.mark.parametrize("form", ["exact", "table"])
@@ -143,9 +143,27 @@ def test_the_colour_transform_undoes_exposure_white_balance_and_shading(moving):
     x = (np.arange(width) + 0.5) / width - 0.5
     shading = 10 * x[None, :, None] * np.array([1.0, -0.5, 0.3])
     flickered = clean * np.array([1.2, 1.1, 0.9]) + np.array([8.0, -5.0, 3.0]) + shading
-    coefficients = colour_transform(flickered, clean)
-    restored = apply_colour_transform(flickered, coefficients)
+    coefficients = colour_transform(clean, flickered)
+    restored = apply_colour_map(flickered, coefficients)
     assert np.abs(restored - clean).max() < 0.5
+    # Maps compose and invert exactly: there and back again is the frame itself.
+    there = colour_transform(flickered, clean)
+    assert np.abs(apply_colour_map(clean, compose_colour_maps(coefficients, there)) - clean).max() < 1e-3
+    assert np.abs(apply_colour_map(apply_colour_map(clean, there), invert_colour_map(there)) - clean).max() < 1e-3
+
+
+def test_blind_deflickering_keeps_a_slow_intended_fade_with_an_atlas_window(moving):
+    """A colourist's fade (brightness falling steadily over the shot) is content, not flicker:
+    with a reference averaged over a few frames each side it stays; only the jitter goes."""
+    fade = [np.clip(f.astype(np.float32) * (1.0 - 0.03 * t), 0, 255).astype(np.uint8) for t, f in enumerate(moving)]
+    rng = np.random.default_rng(2)
+    flickering = [np.clip(f * rng.uniform(0.9, 1.1), 0, 255).astype(np.uint8) for f in fade]
+    windowed = dataclasses.replace(BLIND, atlas_window=2, refine_window=0)
+    maps = shot_colour_maps(flickering, blind=windowed, flow_preset=SETTINGS.flow_preset)
+    out = deflicker_blind(flickering, maps, blind=windowed, settings=SETTINGS)
+    brightness = np.array([f.mean() for f in out])
+    assert brightness[-1] < 0.7 * brightness[0]  # the fade is kept
+    assert _mean_psnr(out, fade) > _mean_psnr(flickering, fade) + 3
 
 
 def test_bad_inputs_get_one_line_errors(moving):

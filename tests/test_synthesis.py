@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from restyle.guides import coordinate_image
-from restyle.synthesis import patchmatch, pyramid_depth, synthesize
+from restyle.synthesis import patchmatch, pyramid_depth, synthesize, vote
 
 H, W = 48, 64
 
@@ -235,3 +235,17 @@ def test_patchmatch_searches_only_the_active_pixels():
     inner = (slice(4, 44), slice(4, 28))
     found = np.all(nnf[inner] == identity[inner] + [3, 2], axis=-1)
     assert found.mean() > 0.9
+
+
+def test_a_vote_on_some_pixels_is_the_full_vote_there_and_leaves_the_rest():
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0, 255, (40, 50, 5)).astype(np.float32)
+    nnf = np.stack([rng.integers(0, 50, (30, 45)), rng.integers(0, 40, (30, 45))], axis=-1).astype(np.int16)
+    where = rng.random((30, 45)) < 0.3
+    where[0, 0] = where[-1, -1] = True  # corners: fewest covering patches
+    out = np.full((30, 45, 5), -1.0, np.float32)
+    vote(image, nnf, 5, where=where, out=out)
+    np.testing.assert_allclose(out[where], vote(image, nnf, 5)[where], rtol=1e-5)
+    assert (out[~where] == -1.0).all()
+    with pytest.raises(ValueError, match="needs out"):
+        vote(image, nnf, 5, where=where)

@@ -51,8 +51,8 @@ rule stylize_chunk:
 
 
 rule deflicker_atlas:
-    """Blind deflickering: the flawed atlas of one scene (restyle.deflicker.shot_atlas), small
-    enough to keep: every frame the average of the scene remapped onto it, at a reduced size."""
+    """Blind deflickering: the flawed atlas of one scene as colour maps (restyle.deflicker.
+    shot_colour_maps): per frame, the smooth map onto the scene's flicker-free reference."""
     input:
         frames=results("{video}", "frames"),
         chunks=results("{video}", "chunks.json"),
@@ -66,9 +66,9 @@ rule deflicker_atlas:
         "../../envs/restyle.yaml"
     threads: 2
     resources:
-        mem_mb=lambda wc: 300 + len(range(*scene_atlas_frames(wc))) * 2,
+        mem_mb=300,
         disk_mb=10,
-        runtime=lambda wc: max(10, len(range(*scene_atlas_frames(wc))) // 20),
+        runtime=lambda wc: max(10, len(range(*scene_atlas_frames(wc))) // 200),
     params:
         frames=scene_atlas_frames,
         settings=remap_settings(),
