@@ -178,13 +178,24 @@ class _Field:
     ``position`` is the sub-pixel source position: where the motion followed by the warm start
     says wherever PatchMatch kept that match (``followed``), the patch centre elsewhere;
     ``nnf`` the PatchMatch field (patch centres), whose patches are voted where not followed;
-    both None when every pixel follows the motion.  ``weight`` is the blend weight.
+    both None when every pixel follows the motion.  ``weight`` is the blend weight, uint8 in
+    1/255 steps (:func:`_stored_weight`).
     """
 
     nnf: np.ndarray | None
     position: np.ndarray
     followed: np.ndarray | None
     weight: np.ndarray | None
+
+
+def _stored_weight(weight: np.ndarray) -> np.ndarray:
+    """A field's blend weights (0..1) in 1/255 steps, uint8: the fields of a window are much
+    of what a job at 1080p holds, and a blend weight needs no finer steps."""
+    return cv2.convertScaleAbs(weight, alpha=255.0)
+
+
+def _weight_of(field: _Field) -> np.ndarray:
+    return field.weight.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
 class _Remapper:
@@ -203,7 +214,7 @@ class _Remapper:
         self.first_index, self.split, self.threads = first_index, split, threads
         self.fields: dict[tuple[int, int], _Field] = {}
         self._gray: dict[int, np.ndarray] = {}
-        self._float: dict[int, np.ndarray] = {}
+        self._target: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def _gray_guide(self, t: int) -> np.ndarray:
         if t not in self._gray:
@@ -211,16 +222,12 @@ class _Remapper:
                                          cv2.COLOR_RGB2GRAY)
         return self._gray[t]
 
-    def _float_guide(self, t: int) -> np.ndarray:
-        # float32 once per frame and visit, not once per field and use.
-        if t not in self._float:
-            self._float[t] = np.asarray(self.guide[t], np.float32)
-        return self._float[t]
-
-    def _float_processed(self, t: int) -> np.ndarray:
-        if -1 - t not in self._float:
-            self._float[-1 - t] = np.asarray(self.processed[t], np.float32)
-        return self._float[-1 - t]
+    def _target_frames(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Guide and processed frame ``t`` as float32, kept for the fields onto the same target
+        that follow (a visit finds several); a source's are converted where used."""
+        if self._target is None or self._target[0] != t:
+            self._target = t, np.asarray(self.guide[t], np.float32), np.asarray(self.processed[t], np.float32)
+        return self._target[1:]
 
     def field(self, t: int, s: int) -> _Field:
         """The remap ``s -> t``, cached."""
@@ -244,25 +251,25 @@ class _Remapper:
         and searching there costs the most and changes the least."""
         from restyle.synthesis import patchmatch
 
-        source_guide = self._float_guide(s)
+        source_guide = np.asarray(self.guide[s], np.float32)
         matched = self._apply(_Field(None, position, None, None), source_guide)
         weight = self._weight(t, matched)
         active = weight < 0.5
         if not active.any():
-            return _Field(None, position, None, weight)
+            return _Field(None, position, None, _stored_weight(weight))
         st = self.settings
         height, width = position.shape[:2]
         start = np.rint(position).astype(np.int32)
         np.clip(start[..., 0], 0, width - 1, out=start[..., 0])
         np.clip(start[..., 1], 0, height - 1, out=start[..., 1])
-        nnf, _ = patchmatch([source_guide, self._float_processed(s)], [self._float_guide(t), self._float_processed(t)],
+        nnf, _ = patchmatch([source_guide, self.processed[s]], list(self._target_frames(t)),
                             [st.guide_weight, st.style_weight], initial_nnf=start, patch_size=st.patch_size,
                             iterations=st.patchmatch_iters, search_radius=st.search_radius,
                             seed=_pair_seed(st.seed, self.first_index + t, self.first_index + s),
                             active=active, threads=self.threads)
         followed = (nnf[..., 0] == start[..., 0]) & (nnf[..., 1] == start[..., 1])
         if followed.all():
-            return _Field(None, position, None, weight)
+            return _Field(None, position, None, _stored_weight(weight))
         moved = ~followed
         position = position.copy()
         position[moved] = nnf[moved]
@@ -271,14 +278,14 @@ class _Remapper:
         field = _Field(nnf, position, followed, None)
         # The guide as the final field matches it: the warm start's where it was kept.
         self._vote(field, source_guide, matched)
-        return dataclasses.replace(field, weight=self._weight(t, matched))
+        return dataclasses.replace(field, weight=_stored_weight(self._weight(t, matched)))
 
     def _weight(self, t: int, matched: np.ndarray) -> np.ndarray:
         """Blend weights of a field from ``matched``, the guide of ``s`` brought onto ``t`` by
         it: how well it explains the guide of ``t``.  Weighed by the guide alone: the processed
         frames differ where they flicker, which is what the blend must average out, not a sign
         of a wrong match."""
-        difference = matched - self._float_guide(t)
+        difference = matched - self._target_frames(t)[0]
         residual = cv2.transform(difference * difference, np.full((1, 3), 1.0 / 3.0))
         error = cv2.blur(residual, (self.settings.patch_size, self.settings.patch_size))
         return np.exp(error * np.float32(-1.0 / self.settings.error_scale))
@@ -292,27 +299,28 @@ class _Remapper:
         """``values`` of frame ``s`` brought onto ``t``: resampled at the sub-pixel positions
         where the field follows the motion, the vote of the matched patches elsewhere."""
         values = np.asarray(values, np.float32)
-        # OpenCV's cubic remap takes at most 4 channels: an entry with the detail channel has
-        # 5, resampled in groups.
-        if values.shape[2] <= 4:
-            out = remap(values, field.position[..., 0], field.position[..., 1], "cubic").reshape(values.shape)
-        else:
-            out = np.concatenate([remap(np.ascontiguousarray(values[..., c:c + 4]), field.position[..., 0],
-                                        field.position[..., 1], "cubic").reshape(values.shape[:2] + (-1,))
-                                  for c in range(0, values.shape[2], 4)], axis=2)
+        # At most 4 channels (OpenCV's cubic remap): colours and the detail RMS; a table
+        # entry's weights are remapped on their own.
+        out = remap(values, field.position[..., 0], field.position[..., 1], "cubic").reshape(values.shape)
         if field.nnf is not None:
             self._vote(field, values, out)
         return out
 
     def remap(self, values: np.ndarray, t: int, s: int) -> tuple[np.ndarray, np.ndarray]:
         f = self.field(t, s)
-        return self._apply(f, values), f.weight
+        return self._apply(f, values), _weight_of(f)
+
+    def remap_sums(self, sums: tuple[np.ndarray, np.ndarray], t: int, s: int):
+        """:meth:`remap` of a table entry's weighted sums and their weights, ``((sums,
+        weights), remap's weight)``."""
+        f = self.field(t, s)
+        return (self._apply(f, sums[0]), self._apply(f, sums[1][..., None])[..., 0]), _weight_of(f)
 
     def forget(self, keep) -> None:
         """Drop the fields ``(t, s)`` for which ``keep(t, s)`` is False."""
         self.fields = {k: v for k, v in self.fields.items() if keep(*k)}
         self._gray.clear()
-        self._float.clear()
+        self._target = None
 
 
 class _WithDetail:
@@ -388,8 +396,10 @@ def _exact_side(remapper: _Remapper, processed, targets, window: int, direction:
             if not 0 <= s < n:
                 break
             remapped, weight = remapper.remap(processed[s], t, s)
-            _accumulate(numerator, remapped, weight)
+            numerator += remapped * weight[..., None]
             denominator += weight
+            if d >= 3:  # the field t -> s - 1 has been composed into t -> s: not read again
+                remapper.fields.pop((t, s - direction), None)
         yield t, numerator, denominator
         # Only the fields between neighbours are reused, by the next targets.
         remapper.forget(lambda a, b, t=t: abs(a - b) == 1 and abs(a - t) <= window + 1)
@@ -400,13 +410,11 @@ _FIXED_POINT = 256.0
 
 
 @njit(cache=True, parallel=True)
-def _to_entry(sums, means, weight):
+def _to_entry(sums, weight, means):
     height, width, channels = means.shape
     for y in prange(height):
         for x in range(width):
-            w = sums[y, x, channels]
-            weight[y, x] = w
-            scale = np.float32(_FIXED_POINT) / max(w, np.float32(1e-6))
+            scale = np.float32(_FIXED_POINT) / max(weight[y, x], np.float32(1e-6))
             for c in range(channels):
                 v = sums[y, x, c] * scale + np.float32(0.5)
                 means[y, x, c] = np.uint16(min(max(v, np.float32(0.0)), np.float32(65535.0)))
@@ -417,44 +425,42 @@ def _from_entry(means, weight, sums):
     height, width, channels = means.shape
     for y in prange(height):
         for x in range(width):
-            w = weight[y, x]
-            scale = w * np.float32(1.0 / _FIXED_POINT)
+            scale = weight[y, x] * np.float32(1.0 / _FIXED_POINT)
             for c in range(channels):
                 sums[y, x, c] = np.float32(means[y, x, c]) * scale
-            sums[y, x, channels] = w
 
 
 @njit(cache=True, parallel=True)
-def _accumulate(total, values, weight):
-    """``total += values * weight`` (weight per pixel), in place."""
+def _accumulate(total, total_weight, values, values_weight, weight):
+    """``total += values * weight``, ``total_weight += values_weight * weight`` (weight per
+    pixel), in place."""
     height, width, channels = values.shape
     for y in prange(height):
         for x in range(width):
             w = weight[y, x]
             for c in range(channels):
                 total[y, x, c] += values[y, x, c] * w
+            total_weight[y, x] += values_weight[y, x] * w
 
 
 engine_cache.watch(_to_entry, _from_entry, _accumulate, what="the deflicker kernels", takes=", a few seconds")
 
 
-def _stored(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A table entry (weighted sums, then the sum of weights, float32 (H, W, C + 1)) as
-    uint16 fixed-point means and a float32 weight: half the memory, and a mean in 0..255 kept
-    to 1/256 of a level."""
-    height, width, channels = sums.shape
-    means = np.empty((height, width, channels - 1), np.uint16)
-    weight = np.empty((height, width), np.float32)
-    _to_entry(np.ascontiguousarray(sums, np.float32), means, weight)
-    return means, weight
+def _stored(sums: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A table entry -- weighted sums (H, W, C) and the sum of weights (H, W), float32 -- as
+    uint16 fixed-point means and the weight: less memory, and a mean in 0..255 kept to 1/256
+    of a level."""
+    means = np.empty(sums.shape, np.uint16)
+    _to_entry(np.ascontiguousarray(sums, np.float32), weight, means)
+    return means, np.array(weight, np.float32)
 
 
-def _sums(stored: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """The weighted sums of a :func:`_stored` entry, float32 (H, W, C + 1)."""
+def _sums(stored: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted sums of a :func:`_stored` entry and a copy of its weight, float32."""
     means, weight = stored
-    out = np.empty(means.shape[:2] + (means.shape[2] + 1,), np.float32)
+    out = np.empty(means.shape, np.float32)
     _from_entry(means, weight, out)
-    return out
+    return out, weight.copy()
 
 
 def _field_lifetimes(levels: int, query_offset: dict[int, int]) -> dict[int, int]:
@@ -523,10 +529,10 @@ def _table_side(remapper: _Remapper, processed, targets, window: int, direction:
             if not 0 <= s < n:  # past the end of the context: a shorter block
                 table[(k, i)] = table[(k - 1, i)]
                 continue
-            remapped, weight = remapper.remap(_sums(table[(k - 1, s)]), i, s)
-            total = _sums(table[(k - 1, i)])
-            _accumulate(total, remapped, weight)
-            table[(k, i)] = _stored(total)
+            (remapped, remapped_weight), weight = remapper.remap_sums(_sums(table[(k - 1, s)]), i, s)
+            total, total_weight = _sums(table[(k - 1, i)])
+            _accumulate(total, total_weight, remapped, remapped_weight, weight)
+            table[(k, i)] = _stored(total, total_weight)
         if i in targets:
             total = None
             for k, off in query_offset.items():
@@ -535,14 +541,14 @@ def _table_side(remapper: _Remapper, processed, targets, window: int, direction:
                     continue
                 node = _sums(table[(k, s)])
                 if s != i:
-                    remapped, weight = remapper.remap(node, i, s)
-                    node = np.zeros_like(remapped)
-                    _accumulate(node, remapped, weight)
+                    (remapped, remapped_weight), weight = remapper.remap_sums(node, i, s)
+                    node = np.zeros_like(remapped), np.zeros_like(remapped_weight)
+                    _accumulate(*node, remapped, remapped_weight, weight)
                 if total is None:
                     total = node
                 else:
-                    total += node
-            yield i, total[..., :-1], total[..., -1]
+                    _accumulate(*total, *node, np.ones_like(node[1]))
+            yield i, total[0], total[1]
         # Frame i has travelled (j - i) * direction frames past entry j.
         table = {(k, j): v for (k, j), v in table.items() if (j - i) * direction < last_reader(k)}
         # A field a -> b is kept while a later frame will still read it.
@@ -589,6 +595,26 @@ def patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray], *,
     return [done[int(t)] for t in (range(len(processed)) if targets is None else targets)]
 
 
+#: A lazy reader of a chunk's frames holds them all when they take no more than this; each
+#: side of the blend walks the whole chunk, so that saves decoding every frame twice.
+HOLD_ALL_BYTES = 64 << 20
+
+
+def frames_held(window: int, form: str, frame_shape: tuple[int, ...], n_frames: int) -> int:
+    """How many decoded frames (of ``frame_shape``, uint8) a lazy reader of ``n_frames``
+    processed frames or guide frames should keep for :func:`iter_patch_blend`: all of them
+    when they take at most :data:`HOLD_ALL_BYTES`, else the fewest that decode none twice per
+    side -- the exact form reads ``window`` frames ahead of its target, the table form only as
+    far as its longest field's source (half the window, rounded to a power of two).  A job
+    at 1080p then holds a few frames, not its chunk."""
+    window = check_window(window)
+    if n_frames * int(np.prod(frame_shape)) <= HOLD_ALL_BYTES:
+        return n_frames
+    if form == "exact":
+        return window + 3
+    return (1 << max((window + 1).bit_length() - 2, 0)) + 3
+
+
 def iter_patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray], *, window: int, form: str,
                      settings: RemapSettings, targets: Sequence[int] | None = None, first_index: int = 0,
                      threads: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -625,17 +651,17 @@ def iter_patch_blend(processed: Sequence[np.ndarray], guide: Sequence[np.ndarray
         # The later side as stored entries (means and weights); the earlier side then completes the
         # targets in order and merges them, the frame itself counted once.
         for t, numerator, denominator in run(1):
-            means, weight = _stored(np.concatenate([numerator, denominator[..., None]], axis=2))
+            means, weight = _stored(numerator, denominator)
             np.save(os.path.join(spill, f"{t}-means.npy"), means)
             np.save(os.path.join(spill, f"{t}-weight.npy"), weight)
         for t, numerator, denominator in run(-1):
             paths = [os.path.join(spill, f"{t}-{part}.npy") for part in ("means", "weight")]
-            later = _sums(tuple(np.load(path) for path in paths))
+            later, later_weight = _sums(tuple(np.load(path) for path in paths))
             for path in paths:
                 os.remove(path)
             own = np.asarray(values[t], np.float32)
-            total = numerator + later[..., :-1] - own
-            mean = total / (denominator + later[..., -1] - 1.0)[..., None]
+            total = numerator + later - own
+            mean = total / (denominator + later_weight - 1.0)[..., None]
             if restore:
                 mean = _restore_detail(mean[..., :3], mean[..., 3], settings.detail_gain)
             yield t, np.clip(np.rint(mean), 0, 255).astype(np.uint8)
