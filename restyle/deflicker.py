@@ -75,14 +75,14 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from numba import njit, prange
 
+# Registers restyle's cache locator; must come before the @njit(cache=True) kernels below.
+from restyle import engine_cache
 from restyle.flow import compute_flow, occlusion_mask, remap, sampling_grid, warp
 from restyle.io import LazyMap
 from restyle.propagate import advect_positions
 
-# Registers restyle's cache locator; must come before the @njit(cache=True) kernels below.
-from restyle import engine_cache  # noqa: E402  (isort: after the imports it must precede)
-from numba import njit, prange  # noqa: E402
 
 #: How the window average is computed (see the module docstring).
 BLEND_FORMS = ("exact", "table")
@@ -522,8 +522,7 @@ def _table_side(remapper: _Remapper, processed, targets, window: int, direction:
     first = n - 1 if direction > 0 else 0
     for i in range(first, last_target - direction, -direction):
         base = np.asarray(processed[i], np.float32)
-        table[(0, i)] = (np.clip(np.rint(base * np.float32(_FIXED_POINT)), 0, 65535).astype(np.uint16),
-                         np.ones(base.shape[:2], np.float32))
+        table[(0, i)] = _stored(base, np.ones(base.shape[:2], np.float32))
         for k in range(1, levels):
             s = i + direction * (1 << (k - 1))
             if not 0 <= s < n:  # past the end of the context: a shorter block
@@ -547,7 +546,7 @@ def _table_side(remapper: _Remapper, processed, targets, window: int, direction:
                 if total is None:
                     total = node
                 else:
-                    _accumulate(*total, *node, np.ones_like(node[1]))
+                    total = total[0] + node[0], total[1] + node[1]
             yield i, total[0], total[1]
         # Frame i has travelled (j - i) * direction frames past entry j.
         table = {(k, j): v for (k, j), v in table.items() if (j - i) * direction < last_reader(k)}
