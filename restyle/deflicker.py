@@ -456,11 +456,12 @@ def _stored(sums: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _sums(stored: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The weighted sums of a :func:`_stored` entry and a copy of its weight, float32."""
+    """The weighted sums of a :func:`_stored` entry and its weight (the entry's own array:
+    copy it before adding to it), float32."""
     means, weight = stored
     out = np.empty(means.shape, np.float32)
     _from_entry(means, weight, out)
-    return out, weight.copy()
+    return out, weight
 
 
 def _field_lifetimes(levels: int, query_offset: dict[int, int]) -> dict[int, int]:
@@ -530,6 +531,7 @@ def _table_side(remapper: _Remapper, processed, targets, window: int, direction:
                 continue
             (remapped, remapped_weight), weight = remapper.remap_sums(_sums(table[(k - 1, s)]), i, s)
             total, total_weight = _sums(table[(k - 1, i)])
+            total_weight = total_weight.copy()
             _accumulate(total, total_weight, remapped, remapped_weight, weight)
             table[(k, i)] = _stored(total, total_weight)
         if i in targets:
