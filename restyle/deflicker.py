@@ -81,7 +81,7 @@ from numba import njit, prange
 from restyle import engine_cache
 from restyle.flow import compute_flow, occlusion_mask, remap, sampling_grid, warp
 from restyle.io import LazyMap
-from restyle.propagate import advect_positions
+from restyle.propagate import carry_positions
 
 
 #: How the window average is computed (see the module docstring).
@@ -175,16 +175,17 @@ def _check_clip(name: str, frames: Sequence[np.ndarray], like: Sequence[np.ndarr
 class _Field:
     """A remap ``s -> t``: per pixel of ``t`` its source in ``s``.
 
-    ``position`` is the sub-pixel source position: where the motion followed by the warm start
-    says wherever PatchMatch kept that match (``followed``), the patch centre elsewhere;
-    ``nnf`` the PatchMatch field (patch centres), whose patches are voted where not followed;
-    both None when every pixel follows the motion.  ``weight`` is the blend weight, uint8 in
-    1/255 steps (:func:`_stored_weight`).
+    ``position`` is the sub-pixel source position, float32 (H, W, 2): where the motion
+    followed by the warm start says wherever PatchMatch kept that match, the patch centre
+    elsewhere; ``nnf`` the PatchMatch field (patch centres), whose patches are voted at the
+    pixels ``moved`` (flat indices) where it left the warm start; both None when every pixel
+    follows the motion.  ``weight`` is the blend weight, uint8 in 1/255 steps
+    (:func:`_stored_weight`).
     """
 
     nnf: np.ndarray | None
     position: np.ndarray
-    followed: np.ndarray | None
+    moved: np.ndarray | None
     weight: np.ndarray | None
 
 
@@ -196,6 +197,50 @@ def _stored_weight(weight: np.ndarray) -> np.ndarray:
 
 def _weight_of(field: _Field) -> np.ndarray:
     return field.weight.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+@njit(cache=True, parallel=True)
+def _guide_residual(matched, target, out):
+    """Per pixel, the mean over the colour channels of ``(matched - target)^2``."""
+    height, width = out.shape
+    for y in prange(height):
+        for x in range(width):
+            e = np.float32(0.0)
+            for c in range(3):
+                d = matched[y, x, c] - target[y, x, c]
+                e += d * d
+            out[y, x] = e * np.float32(1.0 / 3.0)
+
+
+@njit(cache=True, parallel=True)
+def _nearest_pixel(position, out):
+    """``position`` rounded to the nearest pixel inside the frame, int32."""
+    height, width = position.shape[:2]
+    for y in prange(height):
+        for x in range(width):
+            out[y, x, 0] = min(max(np.int32(np.rint(position[y, x, 0])), 0), width - 1)
+            out[y, x, 1] = min(max(np.int32(np.rint(position[y, x, 1])), 0), height - 1)
+
+
+@njit(cache=True)
+def _take_moves(nnf, start, position, moved):
+    """Where ``nnf`` left ``start``: write its centre into ``position`` and the pixel's flat
+    index into ``moved``; returns how many."""
+    height, width = start.shape[:2]
+    count = 0
+    for y in range(height):
+        for x in range(width):
+            if nnf[y, x, 0] != start[y, x, 0] or nnf[y, x, 1] != start[y, x, 1]:
+                position[y, x, 0] = np.float32(nnf[y, x, 0])
+                position[y, x, 1] = np.float32(nnf[y, x, 1])
+                moved[count] = y * width + x
+                count += 1
+    return count
+
+
+#: Bytes of packed PatchMatch features kept for frames other than the current target: each
+#: frame is a source of ~log W fields, but at 1080p one frame's features take 50 MB.
+_SOURCE_FEATURE_BYTES = 32 << 20
 
 
 class _Remapper:
@@ -215,6 +260,8 @@ class _Remapper:
         self.fields: dict[tuple[int, int], _Field] = {}
         self._gray: dict[int, np.ndarray] = {}
         self._target: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._target_features = None
+        self._source_features: dict[int, object] = {}
 
     def _gray_guide(self, t: int) -> np.ndarray:
         if t not in self._gray:
@@ -229,6 +276,29 @@ class _Remapper:
             self._target = t, np.asarray(self.guide[t], np.float32), np.asarray(self.processed[t], np.float32)
         return self._target[1:]
 
+    def _features(self, t: int, as_target: bool):
+        """Frame ``t``'s guide and processed frame packed for PatchMatch: the target's kept for
+        its visit, sources' while they fit :data:`_SOURCE_FEATURE_BYTES`."""
+        from restyle.synthesis import patch_features
+
+        if self._target_features is not None and self._target_features[0] == t:
+            return self._target_features[1]
+        if t in self._source_features:
+            return self._source_features[t]
+        st = self.settings
+        if as_target:
+            images = self._target_frames(t)
+        else:
+            images = np.asarray(self.guide[t], np.float32), self.processed[t]
+        features = patch_features(images, [st.guide_weight, st.style_weight], st.patch_size)
+        if as_target:
+            self._target_features = t, features
+        elif features.planes.nbytes <= _SOURCE_FEATURE_BYTES:
+            self._source_features[t] = features
+            while sum(f.planes.nbytes for f in self._source_features.values()) > _SOURCE_FEATURE_BYTES:
+                del self._source_features[next(iter(self._source_features))]
+        return features
+
     def field(self, t: int, s: int) -> _Field:
         """The remap ``s -> t``, cached."""
         key = (t, s)
@@ -240,8 +310,7 @@ class _Remapper:
             else:
                 m = self.split(t, s)
                 first, second = self.field(t, m), self.field(m, s)
-                grid_x, grid_y = sampling_grid(np.zeros_like(first.position))
-                position = advect_positions(second.position, first.position - np.stack([grid_x, grid_y], axis=-1))
+                position = carry_positions(second.position, first.position[..., 0], first.position[..., 1])
             self.fields[key] = self._refine(t, s, position)
         return self.fields[key]
 
@@ -258,24 +327,21 @@ class _Remapper:
         if not active.any():
             return _Field(None, position, None, _stored_weight(weight))
         st = self.settings
-        height, width = position.shape[:2]
-        start = np.rint(position).astype(np.int32)
-        np.clip(start[..., 0], 0, width - 1, out=start[..., 0])
-        np.clip(start[..., 1], 0, height - 1, out=start[..., 1])
-        nnf, _ = patchmatch([source_guide, self.processed[s]], list(self._target_frames(t)),
+        start = np.empty(position.shape, np.int32)
+        _nearest_pixel(position, start)
+        nnf, _ = patchmatch(self._features(s, as_target=False), self._features(t, as_target=True),
                             [st.guide_weight, st.style_weight], initial_nnf=start, patch_size=st.patch_size,
                             iterations=st.patchmatch_iters, search_radius=st.search_radius,
                             seed=_pair_seed(st.seed, self.first_index + t, self.first_index + s),
                             active=active, threads=self.threads)
-        followed = (nnf[..., 0] == start[..., 0]) & (nnf[..., 1] == start[..., 1])
-        if followed.all():
-            return _Field(None, position, None, _stored_weight(weight))
-        moved = ~followed
         position = position.copy()
-        position[moved] = nnf[moved]
+        moved = np.empty(position.shape[0] * position.shape[1], np.int32)
+        moved = moved[:_take_moves(nnf, start, position, moved)].copy()
+        if not len(moved):
+            return _Field(None, position, None, _stored_weight(weight))
         # Kept compact: the fields of a window are much of what a job at 1080p holds.
-        nnf = nnf.astype(np.int16) if max(height, width) < 32768 else nnf
-        field = _Field(nnf, position, followed, None)
+        nnf = nnf.astype(np.int16) if max(position.shape[:2]) < 32768 else nnf
+        field = _Field(nnf, position, moved, None)
         # The guide as the final field matches it: the warm start's where it was kept.
         self._vote(field, source_guide, matched)
         return dataclasses.replace(field, weight=_stored_weight(self._weight(t, matched)))
@@ -285,23 +351,23 @@ class _Remapper:
         it: how well it explains the guide of ``t``.  Weighed by the guide alone: the processed
         frames differ where they flicker, which is what the blend must average out, not a sign
         of a wrong match."""
-        difference = matched - self._target_frames(t)[0]
-        residual = cv2.transform(difference * difference, np.full((1, 3), 1.0 / 3.0))
+        residual = np.empty(matched.shape[:2], np.float32)
+        _guide_residual(matched, self._target_frames(t)[0], residual)
         error = cv2.blur(residual, (self.settings.patch_size, self.settings.patch_size))
         return np.exp(error * np.float32(-1.0 / self.settings.error_scale))
 
     def _vote(self, field: _Field, values: np.ndarray, out: np.ndarray) -> None:
         from restyle.synthesis import vote
 
-        vote(values, field.nnf, self.settings.patch_size, where=~field.followed, out=out)
+        vote(values, field.nnf, self.settings.patch_size, where=field.moved, out=out)
 
-    def _apply(self, field: _Field, values: np.ndarray) -> np.ndarray:
+    def _apply(self, field: _Field, values: np.ndarray, interpolation: str = "cubic") -> np.ndarray:
         """``values`` of frame ``s`` brought onto ``t``: resampled at the sub-pixel positions
         where the field follows the motion, the vote of the matched patches elsewhere."""
         values = np.asarray(values, np.float32)
         # At most 4 channels (OpenCV's cubic remap): colours and the detail RMS; a table
         # entry's weights are remapped on their own.
-        out = remap(values, field.position[..., 0], field.position[..., 1], "cubic").reshape(values.shape)
+        out = remap(values, field.position, None, interpolation).reshape(values.shape)
         if field.nnf is not None:
             self._vote(field, values, out)
         return out
@@ -314,13 +380,16 @@ class _Remapper:
         """:meth:`remap` of a table entry's weighted sums and their weights, ``((sums,
         weights), remap's weight)``."""
         f = self.field(t, s)
-        return (self._apply(f, sums[0]), self._apply(f, sums[1][..., None])[..., 0]), _weight_of(f)
+        # Weights are smooth and must stay >= 0: bilinear (a third of a cubic's cost, no overshoot).
+        weights = self._apply(f, sums[1][..., None], "linear")[..., 0]
+        return (self._apply(f, sums[0]), weights), _weight_of(f)
 
     def forget(self, keep) -> None:
         """Drop the fields ``(t, s)`` for which ``keep(t, s)`` is False."""
         self.fields = {k: v for k, v in self.fields.items() if keep(*k)}
         self._gray.clear()
         self._target = None
+        self._target_features = None
 
 
 class _WithDetail:
@@ -443,7 +512,7 @@ def _accumulate(total, total_weight, values, values_weight, weight):
             total_weight[y, x] += values_weight[y, x] * w
 
 
-engine_cache.watch(_to_entry, _from_entry, _accumulate, what="the deflicker kernels", takes=", a few seconds")
+engine_cache.watch(_to_entry, _from_entry, _accumulate, _guide_residual, _nearest_pixel, _take_moves, what="the deflicker kernels", takes=", a few seconds")
 
 
 def _stored(sums: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

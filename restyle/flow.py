@@ -72,9 +72,16 @@ def sampling_grid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return map_x, map_y
 
 
-def remap(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, interpolation: str = "linear") -> np.ndarray:
-    """Sample ``image`` at absolute coordinates, replicating the border outside it."""
+def remap(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray | None, interpolation: str = "linear") -> np.ndarray:
+    """Sample ``image`` at absolute coordinates, replicating the border outside it.
+
+    ``map_x`` and ``map_y`` are the x and y coordinates (H, W); or ``map_x`` is both, (H, W, 2)
+    float32, and ``map_y`` None (no copy of interleaved positions).
+    """
     modes = {"linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST, "cubic": cv2.INTER_CUBIC}
+    if map_y is None:
+        return cv2.remap(image, np.asarray(map_x, np.float32), None, modes[interpolation],
+                         borderMode=cv2.BORDER_REPLICATE)
     return cv2.remap(image, map_x.astype(np.float32), map_y.astype(np.float32), modes[interpolation],
                      borderMode=cv2.BORDER_REPLICATE)
 

@@ -176,8 +176,14 @@ def advect_positions(positions: np.ndarray, flow_to_previous: np.ndarray) -> np.
     flow_to_previous : float32 (H, W, 2)
         Flow from this frame to the previous one.
     """
-    height, width = positions.shape[:2]
     map_x, map_y = sampling_grid(flow_to_previous)
+    return carry_positions(positions, map_x, map_y)
+
+
+def carry_positions(positions: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    """:func:`advect_positions` given where each pixel was, ``(map_x, map_y)`` (absolute
+    sub-pixel coordinates in the previous frame), rather than the flow there."""
+    height, width = positions.shape[:2]
     near_x = np.clip(np.rint(map_x), 0, width - 1)
     near_y = np.clip(np.rint(map_y), 0, height - 1)
     # One flat gather (3x faster than indexing by two arrays); the fractions are exact either way.

@@ -379,21 +379,24 @@ def _vote(style, nnf, p, acc, out):
 
 
 @njit(cache=True, parallel=True)
-def _vote_at(image, nnf, p, ys, xs, out):
-    """:func:`_vote` at the target pixels ``(ys[i], xs[i])`` only, each gathered from the
-    patches covering it (``image`` (Hs, Ws, C) float32 unpadded, ``nnf`` clamped to it)."""
+def _vote_at(image, nnf, p, at, out):
+    """:func:`_vote` at the target pixels ``at`` (flat indices) only, each gathered from the
+    patches covering it (``image`` (Hs, Ws, C) float32 unpadded; ``nnf`` any integer type,
+    its centres clamped to the source here)."""
     height, width = nnf.shape[:2]
     source_h, source_w, C = image.shape
     r = p // 2
-    for i in prange(len(ys)):
-        y, x = ys[i], xs[i]
+    for i in prange(len(at)):
+        y, x = at[i] // width, at[i] % width
         total = np.zeros(C, np.float32)
         count = 0
         for qy in range(max(y - r, 0), min(y + r, height - 1) + 1):
             for qx in range(max(x - r, 0), min(x + r, width - 1) + 1):
                 # Patch q predicts at pixel (x, y) its source centre plus the offset of (x, y) in it.
-                sy = min(max(nnf[qy, qx, 1] + y - qy, 0), source_h - 1)
-                sx = min(max(nnf[qy, qx, 0] + x - qx, 0), source_w - 1)
+                cy = min(max(np.int64(nnf[qy, qx, 1]), 0), source_h - 1)
+                cx = min(max(np.int64(nnf[qy, qx, 0]), 0), source_w - 1)
+                sy = min(max(cy + y - qy, 0), source_h - 1)
+                sx = min(max(cx + x - qx, 0), source_w - 1)
                 for c in range(C):
                     total[c] += image[sy, sx, c]
                 count += 1
@@ -556,6 +559,47 @@ def _features(images, scales, r):
     return out.reshape(h + 2 * r, -1)
 
 
+@dataclass(frozen=True)
+class PatchFeatures:
+    """A frame's guides packed for :func:`patchmatch` (see :func:`patch_features`)."""
+
+    planes: np.ndarray
+    shape: tuple[int, int]
+    channels: tuple[int, ...]
+    guide_weights: tuple[float, ...]
+    patch_size: int
+
+
+def patch_features(guides: Sequence[np.ndarray], guide_weights: Sequence[float], patch_size: int) -> PatchFeatures:
+    """Pack one frame's guides once, for a frame matched against several others.
+
+    :func:`patchmatch` takes the result in place of a guide list (with the same weights and
+    patch size); packing is otherwise a good part of a warm-started search's cost.
+
+    Parameters
+    ----------
+    guides : sequence of arrays (H, W) or (H, W, C), 0..255 units
+    guide_weights : sequence of float >= 0, one per guide
+    patch_size : int
+        Odd patch side.
+    """
+    planes = [_as_planes(g) for g in guides]
+    if not planes or len(planes) != len(guide_weights):
+        raise ValueError(f"patch_features needs one weight per guide and at least one guide; got "
+                         f"{len(planes)} guides, {len(guide_weights)} weights")
+    if patch_size < 3 or patch_size % 2 == 0:
+        raise ValueError(f"patch_size must be odd and >= 3, got {patch_size}")
+    for i, (g, w) in enumerate(zip(planes, guide_weights)):
+        if g.ndim != 3 or g.shape[:2] != planes[0].shape[:2]:
+            raise ValueError(f"guide {i}: must be (H, W) or (H, W, C) of guide 0's size "
+                             f"{planes[0].shape[:2]}, got {np.shape(guides[i])}")
+        if not (np.isfinite(w) and w >= 0):
+            raise ValueError(f"guide {i}: weight must be finite and >= 0, got {w}")
+    scales = [float(np.sqrt(w / g.shape[2])) for w, g in zip(guide_weights, planes)]
+    return PatchFeatures(_features(planes, scales, int(patch_size) // 2), planes[0].shape[:2],
+                         tuple(g.shape[2] for g in planes), tuple(float(w) for w in guide_weights), int(patch_size))
+
+
 # --------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------
@@ -702,9 +746,9 @@ def vote(image: np.ndarray, nnf: np.ndarray, patch_size: int, *, where: np.ndarr
         ``(x, y)`` source patch centres, as in :attr:`Synthesis.nnf`.
     patch_size : int
         Odd patch side ``p`` the field was found with.
-    where : bool (Ht, Wt), optional
+    where : bool (Ht, Wt), or int (K,) flat indices into it (``np.flatnonzero``), optional
         Vote only these pixels (cost in proportion to them); the others of ``out`` are left
-        as they are.
+        as they are.  Indices let a caller that votes one field several times find them once.
     out : float32 (Ht, Wt, C) or (Ht, Wt), optional
         Written in place (required with ``where``).
 
@@ -719,19 +763,25 @@ def vote(image: np.ndarray, nnf: np.ndarray, patch_size: int, *, where: np.ndarr
         raise ValueError(f"nnf must be (H, W, 2), got {nnf.shape}")
     if patch_size < 1 or patch_size % 2 == 0:
         raise ValueError(f"patch_size must be odd, got {patch_size}")
-    field = np.empty(nnf.shape, np.int32)
-    np.clip(nnf[..., 0], 0, source_w - 1, out=field[..., 0])
-    np.clip(nnf[..., 1], 0, source_h - 1, out=field[..., 1])
     r = patch_size // 2
     height, width = nnf.shape[:2]
     if where is not None:
         if out is None or out.shape[:2] != (height, width) or out.dtype != np.float32:
             raise ValueError("vote(where=...) needs out: float32, the target's size")
-        target = _as_planes(out)
-        ys, xs = np.nonzero(where)
-        _vote_at(np.ascontiguousarray(planes), field, int(patch_size), ys.astype(np.int32), xs.astype(np.int32),
-                 target)
+        where = np.asarray(where)
+        if where.dtype == bool:
+            if where.shape != (height, width):
+                raise ValueError(f"vote where mask must be {(height, width)}, got {where.shape}")
+            at = np.flatnonzero(where).astype(np.int32)
+        else:
+            at = np.asarray(where, np.int32).ravel()
+            if at.size and (at.min() < 0 or at.max() >= height * width):
+                raise ValueError(f"vote where indices must lie in 0..{height * width - 1}")
+        _vote_at(np.ascontiguousarray(planes), np.ascontiguousarray(nnf), int(patch_size), at, _as_planes(out))
         return out
+    field = np.empty(nnf.shape, np.int32)
+    np.clip(nnf[..., 0], 0, source_w - 1, out=field[..., 0])
+    np.clip(nnf[..., 1], 0, source_h - 1, out=field[..., 1])
     padded = np.pad(planes, ((r, r), (r, r), (0, 0)), mode="edge").reshape(source_h + 2 * r, -1)
     acc = np.empty((height + 2 * r, (width + 2 * r) * channels), np.float32)
     result = np.empty((height, width, channels), np.float32) if out is None else _as_planes(out)
@@ -740,7 +790,7 @@ def vote(image: np.ndarray, nnf: np.ndarray, patch_size: int, *, where: np.ndarr
 
 
 @engine_cache.compile_session
-def patchmatch(source_guides: Sequence[np.ndarray], target_guides: Sequence[np.ndarray],
+def patchmatch(source_guides: Sequence[np.ndarray] | PatchFeatures, target_guides: Sequence[np.ndarray] | PatchFeatures,
                guide_weights: Sequence[float], *, initial_nnf: np.ndarray, patch_size: int, iterations: int,
                search_radius: int, seed: int, active: np.ndarray | None = None,
                threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -755,7 +805,8 @@ def patchmatch(source_guides: Sequence[np.ndarray], target_guides: Sequence[np.n
     Parameters
     ----------
     source_guides, target_guides, guide_weights
-        As in :func:`synthesize`; sources and targets must have the same size here.
+        As in :func:`synthesize`; sources and targets must have the same size here.  Either
+        may be a :func:`patch_features` of its guides instead.
     initial_nnf : int (H, W, 2)
         The starting field, ``(x, y)`` source centres; clamped to the source.
     patch_size : int
@@ -780,22 +831,28 @@ def patchmatch(source_guides: Sequence[np.ndarray], target_guides: Sequence[np.n
         Each pixel's patch energy, per patch pixel and unit of weight (as :attr:`Synthesis.error`);
         NaN where not ``active``.
     """
-    if not source_guides:
-        raise ValueError("patchmatch needs at least one guide")
-    first = np.asarray(source_guides[0])
-    _validate(np.zeros(first.shape[:2] + (3,), np.uint8), source_guides, target_guides, guide_weights, 0.0,
-              patch_size, 1, iterations)
-    height, width = first.shape[:2]
+    def packed(guides, which: str) -> PatchFeatures:
+        if not isinstance(guides, PatchFeatures):
+            return patch_features(guides, guide_weights, patch_size)
+        if guides.guide_weights != tuple(float(w) for w in guide_weights) or guides.patch_size != patch_size:
+            raise ValueError(f"patchmatch: the {which} features were packed with weights {guides.guide_weights} "
+                             f"and patch_size {guides.patch_size}, not {tuple(guide_weights)} and {patch_size}")
+        return guides
+
+    if iterations < 0:
+        raise ValueError(f"iterations must be >= 0, got {iterations}")
+    source, target = packed(source_guides, "source"), packed(target_guides, "target")
+    if source.channels != target.channels:
+        raise ValueError(f"patchmatch: source guides have {source.channels} channels, target guides "
+                         f"{target.channels}; each guide needs the same channel count in both")
+    height, width = source.shape
     initial_nnf = np.asarray(initial_nnf)
-    if initial_nnf.shape != (height, width, 2) or np.shape(target_guides[0])[:2] != (height, width):
+    if initial_nnf.shape != (height, width, 2) or target.shape != (height, width):
         raise ValueError(f"patchmatch needs source, target and initial_nnf of one size {(height, width)}; got "
-                         f"target {np.shape(target_guides[0])[:2]}, initial_nnf {initial_nnf.shape}")
+                         f"target {target.shape}, initial_nnf {initial_nnf.shape}")
     p = int(patch_size)
     r = p // 2
-    source_planes = [_as_planes(g) for g in source_guides]
-    scales = [float(np.sqrt(w / g.shape[2])) for w, g in zip(guide_weights, source_planes)]
-    S = _features(source_planes, scales, r)
-    T = _features([_as_planes(g) for g in target_guides], scales, r)
+    S, T = source.planes, target.planes
     C = S.shape[1] // (width + 2 * r)
     nnf = np.empty((height, width, 2), np.int32)
     np.clip(initial_nnf[..., 0], 0, width - 1, out=nnf[..., 0])

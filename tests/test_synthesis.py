@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from restyle.guides import coordinate_image
-from restyle.synthesis import patchmatch, pyramid_depth, synthesize, vote
+from restyle.synthesis import patch_features, patchmatch, pyramid_depth, synthesize, vote
 
 H, W = 48, 64
 
@@ -249,3 +249,25 @@ def test_a_vote_on_some_pixels_is_the_full_vote_there_and_leaves_the_rest():
     assert (out[~where] == -1.0).all()
     with pytest.raises(ValueError, match="needs out"):
         vote(image, nnf, 5, where=where)
+    by_index = np.full_like(out, -1.0)
+    vote(image, nnf, 5, where=np.flatnonzero(where), out=by_index)
+    np.testing.assert_array_equal(by_index, out)
+    with pytest.raises(ValueError, match="indices must lie in"):
+        vote(image, nnf, 5, where=np.array([30 * 45]), out=by_index)
+
+
+def test_patchmatch_on_packed_features_is_patchmatch_on_the_guides():
+    rng = np.random.default_rng(5)
+    source = cv2.GaussianBlur(rng.integers(0, 255, (40, 56, 3)).astype(np.uint8), (0, 0), 1.0).astype(np.float32)
+    target = np.roll(source, (2, 3), axis=(0, 1))
+    height, width = source.shape[:2]
+    identity = np.stack(np.meshgrid(np.arange(width), np.arange(height)), axis=-1).astype(np.int32)
+    common = dict(initial_nnf=identity, patch_size=5, iterations=2, search_radius=8, seed=4)
+    guides = ([source, source[..., 0]], [target, target[..., 0]])
+    plain = patchmatch(*guides, [3.0, 1.0], **common)
+    packed = patchmatch(patch_features(guides[0], [3.0, 1.0], 5), patch_features(guides[1], [3.0, 1.0], 5),
+                        [3.0, 1.0], **common)
+    np.testing.assert_array_equal(plain[0], packed[0])
+    np.testing.assert_array_equal(plain[1], packed[1])
+    with pytest.raises(ValueError, match="packed with weights"):
+        patchmatch(patch_features(guides[0], [1.0, 1.0], 5), guides[1], [3.0, 1.0], **common)
