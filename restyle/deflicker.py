@@ -238,9 +238,9 @@ def _take_moves(nnf, start, position, moved):
     return count
 
 
-#: Bytes of packed PatchMatch features kept for frames other than the current target: each
-#: frame is a source of ~log W fields, but at 1080p one frame's features take 50 MB.
-_SOURCE_FEATURE_BYTES = 32 << 20
+#: Bytes of packed PatchMatch features kept: the target's, and sources' (each frame is a
+#: source of ~log W fields) up to this much; at 1080p one frame's take 50 MB, kept by none.
+_FEATURE_BYTES = 32 << 20
 
 
 class _Remapper:
@@ -278,7 +278,7 @@ class _Remapper:
 
     def _features(self, t: int, as_target: bool):
         """Frame ``t``'s guide and processed frame packed for PatchMatch: the target's kept for
-        its visit, sources' while they fit :data:`_SOURCE_FEATURE_BYTES`."""
+        its visit, sources' while they fit :data:`_FEATURE_BYTES`."""
         from restyle.synthesis import patch_features
 
         if self._target_features is not None and self._target_features[0] == t:
@@ -291,11 +291,13 @@ class _Remapper:
         else:
             images = np.asarray(self.guide[t], np.float32), self.processed[t]
         features = patch_features(images, [st.guide_weight, st.style_weight], st.patch_size)
+        if features.planes.nbytes > _FEATURE_BYTES:
+            return features  # at 1080p: packed again where used, for a job's memory bound
         if as_target:
             self._target_features = t, features
-        elif features.planes.nbytes <= _SOURCE_FEATURE_BYTES:
+        else:
             self._source_features[t] = features
-            while sum(f.planes.nbytes for f in self._source_features.values()) > _SOURCE_FEATURE_BYTES:
+            while sum(f.planes.nbytes for f in self._source_features.values()) > _FEATURE_BYTES:
                 del self._source_features[next(iter(self._source_features))]
         return features
 
