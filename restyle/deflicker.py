@@ -55,7 +55,8 @@ Two forms compute the window average:
    and brightness; a map that smooth cannot copy anything else.
 4. *Local refinement*: a short guided patch blend of the filtered frames (guide: the
    normalised frames) removes what flickers locally; only its scales above ``refine_sigma``
-   are taken, so the frame's finest detail survives.
+   are taken, so the frame's finest detail survives -- except where the frame clipped, whose
+   detail is lost (:func:`clipped_detail`): there the whole blend is.
 
 References
 ----------
@@ -895,6 +896,21 @@ def _unclipped(image: np.ndarray) -> np.ndarray:
     return (image.max(axis=2) < 251) & (image.min(axis=2) > 4)
 
 
+def clipped_detail(frame: np.ndarray, radius: int = 2) -> np.ndarray:
+    """Where a flickering frame's own fine detail is lost: its clipped pixels (a channel at
+    either end of the range), grown by ``radius`` pixels and feathered, float32 (H, W) in 0..1.
+
+    A frame pushed past white or black has no detail there, and which pixels clip changes with
+    the flicker, so that frame's detail would flicker even after its colour is corrected: the
+    local refinement takes its neighbours' detail instead (``lost`` of
+    :func:`local_refinement`)."""
+    clipped = (~_unclipped(np.asarray(frame))).astype(np.float32)
+    if radius <= 0:
+        return clipped
+    grown = cv2.dilate(clipped, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
+    return np.clip(np.maximum(cv2.GaussianBlur(grown, (0, 0), radius), clipped), 0.0, 1.0)
+
+
 def pair_colour_map(earlier: np.ndarray, later: np.ndarray, earlier_gray: np.ndarray, later_gray: np.ndarray,
                     flow_preset: str) -> np.ndarray:
     """The colour map taking frame ``earlier`` to the next frame ``later`` (small float32
@@ -966,18 +982,25 @@ def shot_colour_maps(frames: Sequence[np.ndarray], *, blind: BlindSettings, flow
 
 def local_refinement(filtered: Sequence[np.ndarray], guide: Sequence[np.ndarray], *, window: int, sigma: float,
                      settings: RemapSettings, targets: Sequence[int] | None = None, first_index: int = 0,
-                     threads: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                     threads: int | None = None,
+                     lost: Sequence[np.ndarray] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Remove local flicker: the exact-form patch blend of ``window`` frames each side, of
     which only the scales above ``sigma`` pixels are taken (0: all of it), so each frame keeps
-    its finest detail.  Yields ``(target, frame)`` in increasing target order."""
+    its finest detail -- except where ``lost[t]`` (float (H, W) in 0..1, e.g.
+    :func:`clipped_detail`) says the frame has none of its own: there, that share of the whole
+    blend is taken.  Yields ``(target, frame)`` in increasing target order."""
     for t, blended in iter_patch_blend(filtered, guide, window=window, form="exact", settings=settings,
                                        targets=targets, first_index=first_index, threads=threads):
         if sigma <= 0:
             yield t, blended
             continue
         own = np.asarray(filtered[t], np.float32)
-        correction = cv2.GaussianBlur(blended.astype(np.float32) - own, (0, 0), sigma)
-        yield t, np.clip(np.rint(own + correction), 0, 255).astype(np.uint8)
+        blended = blended.astype(np.float32)
+        refined = own + cv2.GaussianBlur(blended - own, (0, 0), sigma)
+        if lost is not None:
+            share = np.asarray(lost[t], np.float32)[..., None]
+            refined += share * (blended - refined)
+        yield t, np.clip(np.rint(refined), 0, 255).astype(np.uint8)
 
 
 def deflicker_blind(frames: Sequence[np.ndarray], maps: np.ndarray, *, blind: BlindSettings,
@@ -1019,8 +1042,11 @@ def iter_deflicker_blind(frames: Sequence[np.ndarray], maps: np.ndarray, *, blin
             yield t, _filtered(frames[t], maps[t])
         return
     cache = 2 * blind.refine_window + 3
-    filtered = LazyMap(lambda i: _filtered(frames[i], maps[i]), n, cache)
+    # Each input frame is read once, for its filtered form and where it clipped.
+    prepared = LazyMap(lambda i: (_filtered(frames[i], maps[i]), clipped_detail(frames[i])), n, cache)
+    filtered = LazyMap(lambda i: prepared[i][0], n, 1)
+    lost = LazyMap(lambda i: prepared[i][1], n, 1)
     guide = LazyMap(lambda i: flicker_invariant(filtered[i]), n, cache)
     yield from local_refinement(filtered, guide, window=blind.refine_window, sigma=blind.refine_sigma,
                                 settings=_blind_matching(settings, blind), targets=wanted, first_index=first_index,
-                                threads=threads)
+                                threads=threads, lost=lost)

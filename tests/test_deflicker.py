@@ -9,8 +9,8 @@ import pytest
 
 from clips import synthetic_frames
 
-from restyle.deflicker import (BlindSettings, RemapSettings, apply_colour_map, colour_transform, compose_colour_maps,
-                               deflicker_blind, invert_colour_map, iter_patch_blend, patch_blend, shot_colour_maps)
+from restyle.deflicker import (BlindSettings, RemapSettings, apply_colour_map, clipped_detail, colour_transform,
+                               compose_colour_maps, deflicker_blind, invert_colour_map, iter_patch_blend, patch_blend, shot_colour_maps)
 from restyle.metrics import psnr, sharpness, synthetic_flicker, warping_error
 
 SETTINGS = RemapSettings(guide_weight=10.0, style_weight=1.0, patch_size=5, patchmatch_iters=1, search_radius=8,
@@ -135,6 +135,27 @@ def test_blind_deflickering_removes_synthetic_flicker_and_keeps_a_clean_clip(mov
     assert warping_error(out, moving) < 2 * floor < 0.1 * warping_error(flickering, moving)
     assert _mean_psnr(out, moving) > _mean_psnr(flickering, moving) + 6
     assert _mean_psnr(_blind(moving), moving) >= 36
+
+
+def test_highlights_the_flicker_pushes_past_white_are_steadied_too(moving):
+    """Which pixels clip changes with the flicker, and a clipped frame has no detail of its
+    own there: the refinement takes its neighbours' instead of keeping a flat patch."""
+    bright = [np.clip(f.astype(np.float32) * 1.3, 0, 255).astype(np.uint8) for f in moving]
+    flickering = list(synthetic_flicker(bright, window=1, strength=1.0, seed=4))
+    assert np.mean([f.max(axis=2) == 255 for f in flickering]) > 0.1
+    floor = warping_error(bright, bright)
+    assert warping_error(_blind(flickering), bright) < 2.2 * floor
+
+
+def test_clipped_detail_marks_clipped_pixels_feathered_over_a_few_pixels():
+    frame = np.full((40, 40, 3), 128, np.uint8)
+    frame[10:20, 10:20] = 255
+    frame[30:, 30:, 2] = 0  # one channel at black is clipped too
+    lost = clipped_detail(frame, radius=2)
+    assert lost.dtype == np.float32 and lost.shape == (40, 40)
+    assert lost[15, 15] == 1.0 and lost[35, 35] == 1.0
+    assert lost[15, 30] < 1e-3 and lost[2, 2] < 1e-3
+    assert 0.0 < lost[15, 21] < 1.0  # feathered just outside the clipped block
 
 
 def test_the_colour_transform_undoes_exposure_white_balance_and_shading(moving):
