@@ -10,7 +10,9 @@ Parts (all by default, or pick with ``--parts``):
 * ``perframe``: a look applied to every frame on its own, made to flicker (``watercolor``
   with a random colour cast per frame, like per-frame diffusion; ``strokes``, whose texture
   swims), deflickered with the input as the guide (table form, W = 15): E_warp relative to the
-  input's own, sharpness ratio and PSNR against the per-frame frames.
+  input's own, sharpness ratio and PSNR against the per-frame frames; for ``watercolor`` also
+  the look without its cast, per frame and deflickered (how much of what is left is the
+  look's own flicker rather than the cast's).
 * ``restyled``: the demo through the workflow (snakemake, default config) with
   ``deflicker.method`` none and patch_blend, for the default look and for ``strokes``, and
   plain flow warping (``propagation.method: warp``) for ``strokes``; metrics.json's numbers.
@@ -122,8 +124,9 @@ def jittered(look: str, frames: list[np.ndarray], seed: int = 0) -> tuple[list[n
 
 def part_perframe() -> None:
     print(f"\n## Per-frame stylization deflickered with the input as guide (table form, W = {WINDOW})\n")
-    print("| clip | look | E_warp / input's: per-frame | deflickered | sharpness vs per-frame | PSNR vs per-frame (dB) | vs un-jittered | s/frame |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| clip | look | E_warp / input's: per-frame | deflickered | sharpness vs per-frame | PSNR vs per-frame (dB) "
+          "| vs un-jittered | s/frame | un-jittered look: per-frame / deflickered |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in ("demo", "astronaut", "coffee_cat"):
         frames = list(make_clip(name, n_frames=SYNTHETIC_CLIPS[name]))
         flows = list(consecutive_flows(frames, DEFAULTS["flow"]["preset"]))
@@ -132,11 +135,17 @@ def part_perframe() -> None:
             began = time.perf_counter()
             out = patch_blend(processed, frames, window=WINDOW, form="table", settings=SETTINGS)
             seconds = (time.perf_counter() - began) / len(frames)
-            errors = e_warp({"input": frames, "perframe": processed, "out": out}, flows)
+            videos = {"input": frames, "perframe": processed, "out": out}
+            if clean_style is not processed:  # how much of what is left is the look's own flicker
+                videos |= {"look": clean_style,
+                           "look_out": patch_blend(clean_style, frames, window=WINDOW, form="table", settings=SETTINGS)}
+            raw = e_warp(videos, flows)
+            errors = {k: v / raw["input"] for k, v in raw.items()}
             sharp = sharpness_ratio([sharpness(o) for o in out], [sharpness(p) for p in processed])
-            print(f"| {name} | {look} | {errors['perframe'] / errors['input']:.2f}x | {errors['out'] / errors['input']:.2f}x "
-                  f"| {sharp:.3f} | {mean_psnr(out, processed):.2f} | {mean_psnr(out, clean_style):.2f} | {seconds:.2f} |",
-                  flush=True)
+            own = f"{errors['look']:.2f}x / {errors['look_out']:.2f}x" if "look" in errors else "(no cast)"
+            print(f"| {name} | {look} | {errors['perframe']:.2f}x | {errors['out']:.2f}x "
+                  f"| {sharp:.3f} | {mean_psnr(out, processed):.2f} | {mean_psnr(out, clean_style):.2f} | {seconds:.2f} "
+                  f"| {own} |", flush=True)
 
 
 def part_forms() -> None:
