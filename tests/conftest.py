@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from clips import make_test_clip  # noqa: E402
-from workflow_runs import CUT, N_FRAMES  # noqa: E402
+from workflow_runs import CUT, N_FRAMES, snakemake, write_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +22,13 @@ def clip(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("clip") / "clip.mp4"
     make_test_clip(path, n_frames=N_FRAMES, size=(96, 64), cut_at=CUT, audio=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory, clip) -> Path:
+    """A finished render of ``clip`` with the tests' standard config (workflow_runs.write_config),
+    shared by every module that needs one: read it, never change it (copy it to change it)."""
+    workdir = tmp_path_factory.mktemp("run")
+    write_config(workdir, clip)
+    snakemake(workdir)
+    return workdir

@@ -137,16 +137,13 @@ def submissions(output: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def clusters_run(slurm_cluster, tmp_path_factory, clip):
-    """The same clip and config rendered locally and through SLURM."""
-    base = tmp_path_factory.mktemp("slurm")
-    local, cluster = base / "local", base / "cluster"
-    for workdir in (local, cluster):
-        workdir.mkdir()
-        write_config(workdir, clip)
-    snakemake(local, TARGET)
+def clusters_run(slurm_cluster, tmp_path_factory, clip, rendered):
+    """The same clip and config rendered locally (the shared render) and through SLURM."""
+    cluster = tmp_path_factory.mktemp("slurm") / "cluster"
+    cluster.mkdir()
+    write_config(cluster, clip)
     result = snakemake(cluster, *SLURM, TARGET, env=JOB_BLOCKS, on_cluster=True)
-    return local, cluster, result.stdout + result.stderr
+    return rendered, cluster, result.stdout + result.stderr
 
 
 @pytest.fixture

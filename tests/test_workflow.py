@@ -14,16 +14,6 @@ from workflow_runs import CUT, N_FRAMES, REPO, one_line_error, planned_jobs, sna
 from restyle.video import probe_video, read_frames
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory, clip):
-    """A finished render of ``clip``, shared by this module's tests: read it, never change it
-    (a test that changes a render takes ``own_render``)."""
-    workdir = tmp_path_factory.mktemp("run")
-    write_config(workdir, clip)
-    snakemake(workdir)
-    return workdir
-
-
 @pytest.fixture
 def own_render(rendered, tmp_path):
     """A finished render for one test to change: a copy of ``rendered`` (its files' times,
