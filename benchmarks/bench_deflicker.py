@@ -143,9 +143,9 @@ def part_perframe() -> None:
             errors = {k: v / raw["input"] for k, v in raw.items()}
             sharp = sharpness_ratio([sharpness(o) for o in out], [sharpness(p) for p in processed])
             own = f"{errors['look']:.2f}x / {errors['look_out']:.2f}x" if "look" in errors else "(no cast)"
-            print(f"| {name} | {look} | {errors['perframe']:.2f}x | {errors['out']:.2f}x "
-                  f"| {sharp:.3f} | {mean_psnr(out, processed):.2f} | {mean_psnr(out, clean_style):.2f} | {seconds:.2f} "
-                  f"| {own} |", flush=True)
+            print(f"| {name} | {look} | {errors['perframe']:.2f}x | {errors['out']:.2f}x | {sharp:.3f} "
+                  f"| {mean_psnr(out, processed):.2f} | {mean_psnr(out, clean_style):.2f} | {seconds:.2f} | {own} |",
+                  flush=True)
 
 
 def part_forms() -> None:

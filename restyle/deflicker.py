@@ -908,7 +908,7 @@ def clipped_detail(frame: np.ndarray, radius: int = 2) -> np.ndarray:
     if radius <= 0:
         return clipped
     grown = cv2.dilate(clipped, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
-    return np.clip(np.maximum(cv2.GaussianBlur(grown, (0, 0), radius), clipped), 0.0, 1.0)
+    return np.maximum(cv2.GaussianBlur(grown, (0, 0), radius), clipped)
 
 
 def pair_colour_map(earlier: np.ndarray, later: np.ndarray, earlier_gray: np.ndarray, later_gray: np.ndarray,

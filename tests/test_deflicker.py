@@ -10,7 +10,8 @@ import pytest
 from clips import synthetic_frames
 
 from restyle.deflicker import (BlindSettings, RemapSettings, apply_colour_map, clipped_detail, colour_transform,
-                               compose_colour_maps, deflicker_blind, invert_colour_map, iter_patch_blend, patch_blend, shot_colour_maps)
+                               compose_colour_maps, deflicker_blind, invert_colour_map, iter_patch_blend,
+                               patch_blend, shot_colour_maps)
 from restyle.metrics import psnr, sharpness, synthetic_flicker, warping_error
 
 SETTINGS = RemapSettings(guide_weight=10.0, style_weight=1.0, patch_size=5, patchmatch_iters=1, search_radius=8,
