@@ -10,27 +10,29 @@
 * :mod:`~restyle.diffusion.deflicker` -- DiffSynth-style latent in-iteration deflickering
   of a batch of keyframes.
 
-Importing this package needs torch and diffusers; :mod:`restyle.stylize` should import it
-lazily so the core package works without them.
+Using this package needs torch and diffusers; :mod:`restyle.stylize` should import it
+lazily so the core package works without them.  Its names load on first use, so that
+Snakemake's parse-time check of the model files (:func:`loading.check_model_files`, in every
+job of a diffusion run) does not import PyTorch.
 """
 
-from .attention import (
-    AttentionRecord,
-    CrossFrameAttnProcessor,
-    cross_frame_attention,
-    record_size_bytes,
-)
-from .loading import SCHEDULERS, DiffusionModelError, load_pipeline
-from .stylizer import DiffusionStylizer, torch_settings
+import importlib
 
-__all__ = [
-    "SCHEDULERS",
-    "AttentionRecord",
-    "CrossFrameAttnProcessor",
-    "DiffusionModelError",
-    "DiffusionStylizer",
-    "cross_frame_attention",
-    "load_pipeline",
-    "record_size_bytes",
-    "torch_settings",
-]
+_HOMES = {
+    "AttentionRecord": "attention",
+    "CrossFrameAttnProcessor": "attention",
+    "cross_frame_attention": "attention",
+    "record_size_bytes": "attention",
+    "SCHEDULERS": "loading",
+    "DiffusionModelError": "loading",
+    "load_pipeline": "loading",
+    "DiffusionStylizer": "stylizer",
+    "torch_settings": "stylizer",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
