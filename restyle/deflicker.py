@@ -190,12 +190,6 @@ class _Field:
     weight: np.ndarray | None
 
 
-def _stored_weight(weight: np.ndarray) -> np.ndarray:
-    """A field's blend weights (0..1) in 1/255 steps, uint8: the fields of a window are much
-    of what a job at 1080p holds, and a blend weight needs no finer steps."""
-    return cv2.convertScaleAbs(weight, alpha=255.0)
-
-
 def _weight_of(field: _Field) -> np.ndarray:
     return field.weight.astype(np.float32) * np.float32(1.0 / 255.0)
 
@@ -211,6 +205,17 @@ def _guide_residual(matched, target, out):
                 d = matched[y, x, c] - target[y, x, c]
                 e += d * d
             out[y, x] = e * np.float32(1.0 / 3.0)
+
+
+@njit(cache=True, parallel=True)
+def _stored_weight(error, inverse_scale, out):
+    """A field's blend weights ``exp(-error * inverse_scale)`` in 1/255 steps, uint8, into
+    ``out``: the fields of a window are much of what a job at 1080p holds, and a blend weight
+    needs no finer steps."""
+    height, width = error.shape
+    for y in prange(height):
+        for x in range(width):
+            out[y, x] = np.uint8(np.exp(-error[y, x] * inverse_scale) * np.float32(255.0) + np.float32(0.5))
 
 
 @njit(cache=True, parallel=True)
@@ -325,10 +330,10 @@ class _Remapper:
 
         source_guide = np.asarray(self.guide[s], np.float32)
         matched = self._apply(_Field(None, position, None, None), source_guide)
-        weight = self._weight(t, matched)
-        active = weight < 0.5
+        error = self._error(t, matched)
+        active = error > np.float32(self.settings.error_scale * np.log(2.0))  # weight below 1/2
         if not active.any():
-            return _Field(None, position, None, _stored_weight(weight))
+            return _Field(None, position, None, self._weight(error))
         st = self.settings
         start = np.empty(position.shape, np.int32)
         _nearest_pixel(position, start)
@@ -341,23 +346,28 @@ class _Remapper:
         moved = np.empty(position.shape[0] * position.shape[1], np.int32)
         moved = moved[:_take_moves(nnf, start, position, moved)].copy()
         if not len(moved):
-            return _Field(None, position, None, _stored_weight(weight))
+            return _Field(None, position, None, self._weight(error))
         # Kept compact: the fields of a window are much of what a job at 1080p holds.
         nnf = nnf.astype(np.int16) if max(position.shape[:2]) < 32768 else nnf
         field = _Field(nnf, position, moved, None)
         # The guide as the final field matches it: the warm start's where it was kept.
         self._vote(field, source_guide, matched)
-        return dataclasses.replace(field, weight=_stored_weight(self._weight(t, matched)))
+        return dataclasses.replace(field, weight=self._weight(self._error(t, matched)))
 
-    def _weight(self, t: int, matched: np.ndarray) -> np.ndarray:
-        """Blend weights of a field from ``matched``, the guide of ``s`` brought onto ``t`` by
-        it: how well it explains the guide of ``t``.  Weighed by the guide alone: the processed
-        frames differ where they flicker, which is what the blend must average out, not a sign
-        of a wrong match."""
+    def _error(self, t: int, matched: np.ndarray) -> np.ndarray:
+        """How badly ``matched``, the guide of ``s`` brought onto ``t`` by a field, explains the
+        guide of ``t``: the patch mean of the squared colour difference.  The guide alone: the
+        processed frames differ where they flicker, which is what the blend must average out,
+        not a sign of a wrong match."""
         residual = np.empty(matched.shape[:2], np.float32)
         _guide_residual(matched, self._target_frames(t)[0], residual)
-        error = cv2.blur(residual, (self.settings.patch_size, self.settings.patch_size))
-        return np.exp(error * np.float32(-1.0 / self.settings.error_scale))
+        return cv2.blur(residual, (self.settings.patch_size, self.settings.patch_size))
+
+    def _weight(self, error: np.ndarray) -> np.ndarray:
+        """The blend weights of a field from its :meth:`_error`, stored (uint8 in 1/255 steps)."""
+        weight = np.empty(error.shape, np.uint8)
+        _stored_weight(error, np.float32(1.0 / self.settings.error_scale), weight)
+        return weight
 
     def _vote(self, field: _Field, values: np.ndarray, out: np.ndarray) -> None:
         from restyle.synthesis import vote
@@ -515,7 +525,7 @@ def _accumulate(total, total_weight, values, values_weight, weight):
             total_weight[y, x] += values_weight[y, x] * w
 
 
-engine_cache.watch(_to_entry, _from_entry, _accumulate, _guide_residual, _nearest_pixel, _take_moves, what="the deflicker kernels", takes=", a few seconds")
+engine_cache.watch(_to_entry, _from_entry, _accumulate, _guide_residual, _stored_weight, _nearest_pixel, _take_moves, what="the deflicker kernels", takes=", a few seconds")
 
 
 def _stored(sums: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
