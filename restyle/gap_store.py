@@ -25,7 +25,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from restyle import io
@@ -73,7 +72,7 @@ def read_flow(flow: Folder, toward: str, t: int) -> np.ndarray:
 
 def read_occlusion(flow: Folder, toward: str, t: int) -> np.ndarray:
     """Boolean (H, W): pixels of ``t`` with no match in its neighbour ``toward``."""
-    return cv2.imread(str(occlusion_path(flow, toward, t)), cv2.IMREAD_GRAYSCALE) > 0
+    return io.read_image(occlusion_path(flow, toward, t))[..., 0] > 0
 
 
 def write_flow_pair(flow: Folder, t: int, forward: np.ndarray, backward: np.ndarray,

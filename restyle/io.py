@@ -153,10 +153,14 @@ def staged_file(path: str | os.PathLike) -> Iterator[str]:
 def write_image(path: str | os.PathLike, image: np.ndarray, compression: int = 1) -> None:
     """Write an RGB (or gray) uint8 image atomically.  PNG compression 1: fast, lossless."""
     bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    with staged_file(path) as tmp:
-        params = [cv2.IMWRITE_PNG_COMPRESSION, compression] if str(path).endswith(".png") else []
-        if not cv2.imwrite(tmp, bgr, params):
-            raise OSError(f"{path}: could not write image")
+    params = [cv2.IMWRITE_PNG_COMPRESSION, compression] if str(path).endswith(".png") else []
+    # Encoded in memory and written by Python: cv2.imwrite can report success for a file a
+    # full disk cut short, which a later reader then finds unreadable.
+    encoded, data = cv2.imencode(Path(path).suffix or ".png", bgr, params)
+    if not encoded:
+        raise OSError(f"{path}: could not encode image")
+    with staged_file(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data.tobytes())
 
 
 def save_array(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -4,6 +4,7 @@ Plain helpers are modules of their own, importable from every test file: tests/c
 (synthetic clips) and tests/workflow_runs.py (running the workflow).
 """
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,3 +33,16 @@ def rendered(tmp_path_factory, clip) -> Path:
     write_config(workdir, clip)
     snakemake(workdir)
     return workdir
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 2 MB file system (tmpfs) mounted at tmp_path / "results"."""
+    target = tmp_path / "results"
+    target.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(target)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip() or 'mount failed'}); needs root")
+    yield target
+    subprocess.run(["umount", "-l", str(target)], check=False)

@@ -111,6 +111,22 @@ def test_a_rule_scripts_log_changes_no_process_wide_hook(tmp_path):
     assert sys.excepthook is hook
 
 
+def test_a_small_image_written_to_a_full_disk_is_a_disk_full_error_not_an_empty_file(small_disk):
+    try:  # fill the file system to the last byte
+        with open(small_disk / "filler", "wb") as filler:
+            while True:
+                filler.write(b"x" * 4096)
+                filler.flush()
+    except OSError:
+        pass
+    # Small enough to sit in one write buffer: cv2.imwrite reports success for the empty file
+    # the failed flush leaves, and the job reading it back fails with a traceback.
+    mask = np.zeros((48, 64), np.uint8)
+    with pytest.raises(io.DiskFullError, match="mask.png: disk full"):
+        io.write_image(small_disk / "mask.png", mask)
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+
+
 def test_lazy_frames_decode_on_access_and_keep_only_the_cache(tmp_path):
     images = [np.full((4, 6, 3), 10 * t, np.uint8) for t in range(5)]
     paths = []

@@ -162,19 +162,6 @@ def test_disk_estimate_grows_with_the_video_and_with_kept_intermediates():
     assert kept > 5 * base
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real 2 MB file system (tmpfs) mounted at tmp_path / "results"."""
-    target = tmp_path / "results"
-    target.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(target)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip() or 'mount failed'}); needs root")
-    yield target
-    subprocess.run(["umount", "-l", str(target)], check=False)
-
-
 def test_a_run_that_cannot_fit_is_refused_before_any_work(tmp_path, clip, small_disk):
     write_config(tmp_path, clip)
     message = one_line_error(tmp_path)
