@@ -12,7 +12,10 @@ Parts (all by default, or pick with ``--parts``):
   swims), deflickered with the input as the guide (table form, W = 15): E_warp relative to the
   input's own, sharpness ratio and PSNR against the per-frame frames; for ``watercolor`` also
   the look without its cast, per frame and deflickered (how much of what is left is the
-  look's own flicker rather than the cast's).
+  look's own flicker rather than the cast's), and on the photograph clips the look's steady
+  floor: the same shot filmed over photographs painted with the look first
+  (``make_clip(paint=)``), a video of the look with no flicker at all, whose E_warp is what
+  the look's own contrast makes of the motion.
 * ``restyled``: the demo through the workflow (snakemake, default config) with
   ``deflicker.method`` none and patch_blend, for the default look and for ``strokes``, and
   plain flow warping (``propagation.method: warp``) for ``strokes``; metrics.json's numbers.
@@ -49,7 +52,7 @@ from restyle.deflicker import (BlindSettings, RemapSettings, deflicker_blind, fr
                                patch_blend, shot_colour_maps)
 from restyle.flow import consecutive_flows
 from restyle.metrics import flicker_field, psnr, sharpness, sharpness_ratio, synthetic_flicker, warping_errors
-from restyle.stylize import BuiltinStylizer
+from restyle.stylize import LOOKS, BuiltinStylizer
 
 SETTINGS = RemapSettings(**preflight.remap_settings(DEFAULTS))
 BLIND = BlindSettings(**DEFAULTS["deflicker"]["blind"])
@@ -125,8 +128,8 @@ def jittered(look: str, frames: list[np.ndarray], seed: int = 0) -> tuple[list[n
 def part_perframe() -> None:
     print(f"\n## Per-frame stylization deflickered with the input as guide (table form, W = {WINDOW})\n")
     print("| clip | look | E_warp / input's: per-frame | deflickered | sharpness vs per-frame | PSNR vs per-frame (dB) "
-          "| vs un-jittered | s/frame | un-jittered look: per-frame / deflickered |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| vs un-jittered | s/frame | un-jittered look: per-frame / deflickered | steady floor: painted world |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in ("demo", "astronaut", "coffee_cat"):
         frames = list(make_clip(name, n_frames=SYNTHETIC_CLIPS[name]))
         flows = list(consecutive_flows(frames, DEFAULTS["flow"]["preset"]))
@@ -139,13 +142,16 @@ def part_perframe() -> None:
             if clean_style is not processed:  # how much of what is left is the look's own flicker
                 videos |= {"look": clean_style,
                            "look_out": patch_blend(clean_style, frames, window=WINDOW, form="table", settings=SETTINGS)}
+            if clean_style is not processed and name != "demo":  # the look on the world, not on frames
+                videos["painted"] = list(make_clip(name, n_frames=SYNTHETIC_CLIPS[name], paint=LOOKS[look]))
             raw = e_warp(videos, flows)
             errors = {k: v / raw["input"] for k, v in raw.items()}
             sharp = sharpness_ratio([sharpness(o) for o in out], [sharpness(p) for p in processed])
             own = f"{errors['look']:.2f}x / {errors['look_out']:.2f}x" if "look" in errors else "(no cast)"
+            floor = f"{errors['painted']:.2f}x" if "painted" in errors else "-"
             print(f"| {name} | {look} | {errors['perframe']:.2f}x | {errors['out']:.2f}x | {sharp:.3f} "
-                  f"| {mean_psnr(out, processed):.2f} | {mean_psnr(out, clean_style):.2f} | {seconds:.2f} | {own} |",
-                  flush=True)
+                  f"| {mean_psnr(out, processed):.2f} | {mean_psnr(out, clean_style):.2f} | {seconds:.2f} | {own} "
+                  f"| {floor} |", flush=True)
 
 
 def part_forms() -> None:

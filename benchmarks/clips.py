@@ -61,6 +61,8 @@ from restyle.video import read_frames  # noqa: E402
 DEMO = REPO / "demo" / "demo.mp4"
 DEMO_SHOT_1 = 44  # frames 0-43 of the demo are its first shot
 DEFAULT_FRAMES = 96
+# Applied to a clip's photographs before they are filmed (uint8 RGB in, uint8 RGB out).
+Paint = Callable[[np.ndarray], np.ndarray]
 
 
 # ---------------------------------------------------------------------------------- sources
@@ -75,21 +77,26 @@ def _skimage_data():
 
 
 @functools.lru_cache(maxsize=None)
-def _photo(name: str) -> np.ndarray:
-    """``skimage.data.<name>()`` as float32 (h, w, 3) RGB (grey photos repeated), read-only."""
+def _photo(name: str, paint: Paint | None = None) -> np.ndarray:
+    """``skimage.data.<name>()`` as float32 (h, w, 3) RGB (grey photos repeated), read-only;
+    ``paint`` (uint8 RGB -> uint8 RGB) applied to the photograph first."""
     image = getattr(_skimage_data(), name)()
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
-    image = np.ascontiguousarray(image[..., :3], dtype=np.float32)
+    image = np.ascontiguousarray(image[..., :3])
+    if paint is not None:
+        image = paint(image)
+    image = np.ascontiguousarray(image, dtype=np.float32)
     image.setflags(write=False)
     return image
 
 
 @functools.lru_cache(maxsize=None)
-def _cutout(name: str, centre: tuple[float, float], radii: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def _cutout(name: str, centre: tuple[float, float], radii: tuple[float, float],
+            paint: Paint | None = None) -> tuple[np.ndarray, np.ndarray]:
     """An elliptical soft-edged cutout of a photograph: colour float32 (h, w, 3) and matte
     float32 (h, w), cropped around the ellipse with a transparent margin (so it can turn)."""
-    photo = _photo(name)
+    photo = _photo(name, paint)
     h, w = photo.shape[:2]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     r = np.sqrt(((xx - centre[0]) / radii[0]) ** 2 + ((yy - centre[1]) / radii[1]) ** 2)
@@ -182,7 +189,7 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------- clips
 
 
-Builder = Callable[[int, int, int], np.ndarray]
+Builder = Callable[[int, int, int, Paint | None], np.ndarray]
 
 
 def _render(width: int, height: int, n_frames: int, frame_at: Callable[[float, tuple[int, int]], np.ndarray]) -> np.ndarray:
@@ -204,9 +211,9 @@ def _shot(photo_name: str, pan_from: tuple[float, float], pan_to: tuple[float, f
     frequency in half turns over the clip: fractions of the height), ``height`` (fraction
     of the frame height) and ``turn`` (amplitude in degrees, frequency in half turns).
     """
-    def build(width: int, height: int, n_frames: int) -> np.ndarray:
-        photo = _photo(photo_name)
-        sprite = _cutout(*cutout["source"]) if cutout else None
+    def build(width: int, height: int, n_frames: int, paint: Paint | None) -> np.ndarray:
+        photo = _photo(photo_name, paint)
+        sprite = _cutout(*cutout["source"], paint) if cutout else None
 
         def frame_at(u, size):
             t = ease(u)
@@ -231,7 +238,9 @@ def _demo_frames() -> np.ndarray:
     return frames
 
 
-def _demo(width: int, height: int, n_frames: int, available: int) -> np.ndarray:
+def _demo(width: int, height: int, n_frames: int, paint: Paint | None, available: int) -> np.ndarray:
+    if paint is not None:
+        raise ValueError("the demo clips are filmed, not made from photographs: they cannot be painted first")
     if n_frames > available:
         raise ValueError(f"the demo has {available} frames here, not {n_frames}")
     frames = _demo_frames()[:n_frames]
@@ -244,8 +253,8 @@ def _demo(width: int, height: int, n_frames: int, available: int) -> np.ndarray:
 
 
 CLIPS: dict[str, Builder] = {
-    "demo": lambda width, height, n_frames: _demo(width, height, n_frames, DEMO_SHOT_1),
-    "demo_both_shots": lambda width, height, n_frames: _demo(width, height, n_frames, 84),
+    "demo": functools.partial(_demo, available=DEMO_SHOT_1),
+    "demo_both_shots": functools.partial(_demo, available=84),
     # The cup from coffee() crosses right to left, bobbing and turning, while the camera
     # pans right and down over the astronaut and zooms in.
     "astronaut": _shot("astronaut", (0.1, 0.25), (0.9, 0.6), 0.7, 0.5, cutout={
@@ -262,12 +271,17 @@ CLIPS: dict[str, Builder] = {
 N_FRAMES = {"demo": DEMO_SHOT_1, "demo_both_shots": 84}
 
 
-def make_clip(name: str, width: int = 384, height: int = 256, n_frames: int | None = None) -> np.ndarray:
+def make_clip(name: str, width: int = 384, height: int = 256, n_frames: int | None = None,
+              paint: Paint | None = None) -> np.ndarray:
     """The clip ``name`` (see :data:`CLIPS`) as uint8 (N, H, W, 3) RGB frames.
 
     ``n_frames`` defaults to the whole demo (44 frames of shot 1 for ``demo``, 84 for
     ``demo_both_shots``, which cannot be longer) and to 96 for the photograph clips, whose
     motion is spread over however many frames are asked for (fewer frames, faster motion).
+
+    ``paint`` (a function of a uint8 RGB image, e.g. a look of ``restyle.stylize``) is applied
+    to the photographs before they are filmed: the same shot of a painted world, so a look
+    that is perfectly steady on this motion (the photograph clips only).
     """
     try:
         builder = CLIPS[name]
@@ -278,4 +292,4 @@ def make_clip(name: str, width: int = 384, height: int = 256, n_frames: int | No
     n_frames = N_FRAMES.get(name, DEFAULT_FRAMES) if n_frames is None else n_frames
     if n_frames < 1:
         raise ValueError(f"n_frames must be at least 1, got {n_frames}")
-    return builder(width, height, n_frames)
+    return builder(width, height, n_frames, paint)

@@ -148,16 +148,6 @@ def set_scheduler(pipeline, scheduler: str) -> None:
         pipeline.scheduler = getattr(diffusers, class_name).from_config(pipeline.scheduler.config)
 
 
-def fix_cublas_workspace() -> None:
-    """Give cuBLAS the fixed workspace it needs to be deterministic (process-wide, for good).
-
-    cuBLAS reads ``CUBLAS_WORKSPACE_CONFIG`` once, when CUDA first uses it, so the setting
-    cannot be scoped: it is set before any CUDA work and never undone.  An existing value is
-    kept.
-    """
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
 def default_device_and_dtype(device=None, dtype=None):
     """CUDA in fp16 when available, else the CPU in fp32 (fp16 on CPU is slow and lossy)."""
     import torch
@@ -273,6 +263,8 @@ def load_pipeline(model_path, *, controlnet_path=None, scheduler: str | None = N
     DiffusionModelError
         For a missing, incomplete, pickled or unreadable model, with a one-line message.
     """
+    from ..torch_runtime import fix_cublas_workspace
+
     force_offline()
     fix_cublas_workspace()  # before CUDA starts
     if scheduler is not None and scheduler not in SCHEDULERS:

@@ -55,7 +55,8 @@ import torch
 
 from . import vae
 from .attention import AttentionRecord, CrossFrameState, cross_frame_attention, decoder_self_attention_layers
-from .loading import fix_cublas_workspace, load_pipeline, set_scheduler
+from ..torch_runtime import torch_settings
+from .loading import load_pipeline, set_scheduler
 
 OVERRIDE_KEYS = ("prompt", "negative_prompt", "strength", "seed", "guidance")
 CONTROLS = ("canny", "none")
@@ -84,47 +85,6 @@ def canny_control(frame: np.ndarray, low: int, high: int) -> np.ndarray:
     """Canny edges of ``frame`` as a 3-channel uint8 image (the ControlNet canny hint format)."""
     edges = cv2.Canny(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), low, high)
     return np.repeat(edges[..., None], 3, axis=2)
-
-
-@contextlib.contextmanager
-def torch_settings(threads: int | None = None, deterministic: bool = True) -> Iterator[None]:
-    """PyTorch's process-wide settings for the duration of a block, put back after it.
-
-    Parameters
-    ----------
-    threads : int, optional
-        ``torch.set_num_threads`` inside the block; ``None`` leaves it.  Give it the job's
-        core count: on a shared machine PyTorch's default (every core of the machine) can
-        oversubscribe the job's cores and run many times slower.
-    deterministic : bool
-        Deterministic kernels inside the block (``torch.use_deterministic_algorithms``,
-        warn-only) and no cuDNN autotuning, which picks kernels by timing.  Also fixes the
-        cuBLAS workspace, which cannot be undone (see
-        :func:`~restyle.diffusion.loading.fix_cublas_workspace`).
-
-    Notes
-    -----
-    The settings belong to the process while the block runs: other threads using PyTorch
-    meanwhile see them too.
-    """
-    threads_before = torch.get_num_threads()
-    deterministic_before = (torch.are_deterministic_algorithms_enabled(),
-                            torch.is_deterministic_algorithms_warn_only_enabled())
-    benchmark_before = torch.backends.cudnn.benchmark
-    try:
-        if threads is not None:
-            torch.set_num_threads(int(threads))
-        if deterministic:
-            fix_cublas_workspace()
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-        yield
-    finally:
-        if threads is not None:
-            torch.set_num_threads(threads_before)
-        if deterministic:
-            torch.use_deterministic_algorithms(deterministic_before[0], warn_only=deterministic_before[1])
-            torch.backends.cudnn.benchmark = benchmark_before
 
 
 def _to_uint8(result) -> np.ndarray:
