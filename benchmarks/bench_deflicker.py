@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from clips import make_clip
-from common import DEFAULTS, REPO, machine
+from common import DEFAULTS, machine, render_demo
 
 from restyle import io, preflight
 from restyle.deflicker import (BlindSettings, RemapSettings, deflicker_blind, frames_held, iter_patch_blend,
@@ -171,20 +170,6 @@ def part_forms() -> None:
               flush=True)
 
 
-def render(workdir: Path, overrides: dict) -> dict:
-    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
-    (workdir / "demo").mkdir()
-    shutil.copy(REPO / "demo" / "demo.mp4", workdir / "demo" / "demo.mp4")
-    (workdir / "overrides.yaml").write_text(json.dumps(overrides))
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(workdir / "config.yaml"), str(workdir / "overrides.yaml"), "--cores", "2", "-q"]
-    began = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
-    metrics = json.loads((workdir / "results" / "demo" / "metrics.json").read_text())
-    metrics["wall_s"] = time.perf_counter() - began
-    return metrics
-
-
 RESTYLED_CASES = [(DEFAULTS["stylizer"]["look"], "patch", None), (DEFAULTS["stylizer"]["look"], "patch", 2),
                   (DEFAULTS["stylizer"]["look"], "patch", 15), (DEFAULTS["stylizer"]["look"], "per_frame", 15),
                   ("strokes", "warp", None), ("strokes", "patch", None), ("strokes", "patch", 2),
@@ -198,7 +183,7 @@ def part_restyled(method_filter: list[str] | None = None) -> None:
     for case_look, method, window in [c for c in RESTYLED_CASES if method_filter is None or c[1] in method_filter]:
         deflicker = {"method": "none"} if window is None else {"method": "patch_blend", "window": window}
         with tempfile.TemporaryDirectory() as tmp:
-            m = render(Path(tmp), {"stylizer": {"look": case_look}, "propagation": {"method": method},
+            m = render_demo(Path(tmp), {"stylizer": {"look": case_look}, "propagation": {"method": method},
                                    "deflicker": deflicker})
         e, f = m["e_warp"], m["fidelity"]
         label = "none" if window is None else f"patch_blend ({window})"

@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import io
-from .flow import compute_flow, occlusion_mask
+from .flow import compute_flow, occlusion_mask, warp
 from .torch_runtime import torch_settings
 
 GUIDES = ("edge",)
@@ -71,7 +71,7 @@ FORMAT = "restyle-network-1"
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    """The ``propagation.network`` section of the config.
+    """The ``network`` section of the config.
 
     Attributes
     ----------
@@ -99,7 +99,8 @@ class NetworkSettings:
     temporal_loss : {"none", "flow", "difference"}
     temporal_pairs : int
         Pairs of consecutive frames of the scene the temporal terms sample from (spread
-        evenly over the scene; their flows are computed when training starts).
+        evenly over the scene; their flows are computed when training starts); the style
+        term samples the first frames of the same pairs.
     flow_preset : str
         DIS preset of those flows.
     seed : int
@@ -113,7 +114,7 @@ class NetworkSettings:
     batch_size: int = 16
     temporal_batch: int = 4
     iterations: int = 1200
-    learning_rate: float = 4e-4
+    learning_rate: float = 1e-3
     reconstruction_weight: float = 1.0
     style_weight: float = 0.0
     temporal_loss: str = "flow"
@@ -252,11 +253,16 @@ class _Pair:
     valid: np.ndarray | None
 
 
-def _pairs(frames: Sequence[np.ndarray], settings: NetworkSettings) -> list[_Pair]:
-    if not settings.uses_temporal or len(frames) < 2:
+def _sampled_starts(n_frames: int, settings: NetworkSettings) -> list[int]:
+    """The first frames of the pairs the scene's terms read: ``temporal_pairs`` of them,
+    spread evenly, so a long scene costs no more than a short one."""
+    n = min(settings.temporal_pairs, n_frames - 1)
+    return sorted({round(i * (n_frames - 2) / max(n - 1, 1)) for i in range(n)}) if n >= 1 else []
+
+
+def _pairs(frames: Sequence[np.ndarray], starts: list[int], settings: NetworkSettings) -> list[_Pair]:
+    if not settings.uses_temporal:
         return []
-    n = min(settings.temporal_pairs, len(frames) - 1)
-    starts = sorted({round(i * (len(frames) - 2) / max(n - 1, 1)) for i in range(n)})
     pairs = []
     for t in starts:
         a, b = frames[t], frames[t + 1]
@@ -348,7 +354,9 @@ def train(keyframes: Sequence[np.ndarray], styled: Sequence[np.ndarray],
     keyframes, styled : sequences of uint8 (H, W, 3) RGB
         The scene's keyframes and their styled versions, pair by pair, all of one size.
     scene_frames : sequence of uint8 (H, W, 3) RGB
-        The scene's frames in order (keyframes included), for the style and temporal terms.
+        The scene's frames in order (keyframes included), for the style and temporal terms;
+        only the ``temporal_pairs`` pairs they sample are read (a lazy sequence such as
+        :class:`restyle.io.LazyFrames` suits a long scene).
     settings : NetworkSettings
     threads : int, optional
         PyTorch's threads during training (the job's cores).
@@ -366,20 +374,23 @@ def train(keyframes: Sequence[np.ndarray], styled: Sequence[np.ndarray],
     """
     if len(keyframes) != len(styled) or not keyframes:
         raise ValueError(f"need pairs of keyframes and styled keyframes, got {len(keyframes)} and {len(styled)}")
-    shapes = {f.shape for f in (*keyframes, *styled, *scene_frames)}
+    uses_scene = settings.uses_temporal or settings.style_weight > 0
+    starts = _sampled_starts(len(scene_frames), settings) if uses_scene else []
+    sampled = {t: scene_frames[t] for s in starts for t in (s, s + 1)}
+    shapes = {f.shape for f in (*keyframes, *styled, *sampled.values())}
     if len(shapes) != 1:
         raise ValueError(f"keyframes, styled keyframes and frames must have one size, got {sorted(shapes)}")
     height, width = next(iter(shapes))[:2]
     reach = settings.patch_size + (2 * FLOW_MARGIN if settings.temporal_loss == "flow" else 0)
     if min(height, width) < reach:
         raise ValueError(f"frames of {width}x{height} are smaller than the network's training crops "
-                         f"({reach} px): lower propagation.network.patch_size")
+                         f"({reach} px): lower network.patch_size")
     started = time.perf_counter()
     rng = np.random.default_rng(settings.seed)
     inputs = [network_input(k, settings.guides) for k in keyframes]
     targets = [np.ascontiguousarray(np.moveaxis(s.astype(np.float32) / 255.0 - 0.5, 2, 0)) for s in styled]
-    others = [network_input(f, settings.guides) for f in scene_frames] if settings.style_weight > 0 else []
-    pairs = _pairs(scene_frames, settings)
+    others = [network_input(sampled[t], settings.guides) for t in starts] if settings.style_weight > 0 else []
+    pairs = _pairs(sampled, starts, settings)
     with torch_settings(threads=threads, deterministic=True), torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         model = Generator(settings.in_channels, settings.widths, settings.residual_blocks, settings.normalisation)
@@ -423,6 +434,53 @@ def stylize_frame(model: Generator, frame: np.ndarray, guides: Sequence[str],
     x = torch.from_numpy(network_input(frame, guides))[None]
     with torch_settings(threads=threads, deterministic=True), torch.inference_mode():
         return _to_uint8(model(x))
+
+
+def keyframe_weights(t: int, left: int, right: int) -> list[tuple[int, float]]:
+    """``[(keyframe, weight)]`` of frame ``t`` between consecutive keyframes ``left`` and
+    ``right``: linear in ``t``, 1 at a keyframe, summing to 1."""
+    if not left <= t <= right:
+        raise ValueError(f"frame {t} is not between keyframes {left} and {right}")
+    if right == left:
+        return [(left, 1.0)]
+    share = (t - left) / (right - left)
+    return [(k, w) for k, w in ((left, 1.0 - share), (right, share)) if w > 0]
+
+
+def carry_keyframe_residuals(frame: np.ndarray, rendered: np.ndarray,
+                             neighbours: Sequence[tuple[float, np.ndarray, np.ndarray]],
+                             flow_preset: str = "medium") -> np.ndarray:
+    """The network's frame with its neighbouring keyframes' residuals carried onto it.
+
+    A keyframe comes out as styled, not as the network renders it; without this, the
+    difference between the two would appear and vanish at each keyframe.  Each keyframe's
+    residual ``styled_k - N(I_k)`` is warped onto the frame along the flow from the frame to
+    the keyframe and added with the keyframe's weight (:func:`keyframe_weights`), except
+    where the forward-backward check finds no match (content the keyframe does not show).
+
+    Parameters
+    ----------
+    frame, rendered : uint8 (H, W, 3)
+        The input frame and the network's output on it.
+    neighbours : sequence of (weight, keyframe, residual)
+        The input keyframe (uint8 (H, W, 3)) and its residual (float32 (H, W, 3)).
+    flow_preset : str
+
+    Returns
+    -------
+    uint8 (H, W, 3)
+    """
+    out = rendered.astype(np.float32)
+    for weight, keyframe, residual in neighbours:
+        to_key = compute_flow(frame, keyframe, flow_preset)
+        explained = ~occlusion_mask(to_key, compute_flow(keyframe, frame, flow_preset))
+        out += np.float32(weight) * explained[..., None] * warp(residual, to_key)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def residual(styled: np.ndarray, rendered: np.ndarray) -> np.ndarray:
+    """``styled - rendered`` as float32: what the network misses of a styled keyframe."""
+    return styled.astype(np.float32) - rendered.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------- saving

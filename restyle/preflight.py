@@ -199,6 +199,8 @@ def check_config(config: dict, basedir: str | Path, origin: Origin = _config_yam
     if stylizer["backend"] == "diffusion":
         errors.extend(check_diffusion_config(stylizer, origin("stylizer.model")))
     errors.extend(check_deflicker_config(config, origin("deflicker")))
+    if config["propagation"]["method"] == "network":
+        errors.extend(check_network_config(origin("propagation.method")))
     videos = set(config["videos"])
     if not videos and not config["deflicker_videos"]:
         errors.append(f"{origin('videos')}: videos: nothing to do; name a video to restyle under videos "
@@ -324,6 +326,23 @@ def remap_settings(config: dict) -> dict:
     deflicker section's matching options, with flow.preset."""
     keys = ("guide_weight", "style_weight", "patch_size", "patchmatch_iters", "search_radius", "error_scale", "detail_gain", "seed")
     return {**{k: config["deflicker"][k] for k in keys}, "flow_preset": config["flow"]["preset"]}
+
+
+def network_settings(config: dict) -> dict:
+    """The arguments of :class:`restyle.network.NetworkSettings` in a (filled) config: the
+    network section, with flow.preset."""
+    rendering = ("keyframes",)  # how the frames are rendered, not how the network is trained
+    network = {k: v for k, v in config["network"].items() if k not in rendering}
+    return {**network, "flow_preset": config["flow"]["preset"]}
+
+
+def check_network_config(config_name: str = "config.yaml") -> list[str]:
+    """propagation.method network needs PyTorch and safetensors (the ``network`` extra)."""
+    missing = [name for name in ("torch", "safetensors") if importlib.util.find_spec(name) is None]
+    if missing:
+        return [f"{config_name}: propagation.method: network needs {', '.join(missing)}: "
+                "pip install -e '.[network]'"]
+    return []
 
 
 def check_deflicker_config(config: dict, origin: str = "config.yaml") -> list[str]:

@@ -2,13 +2,13 @@
 guided deflicker, and deflicker_videos (guided and blind), run by Snakemake on tiny clips."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from clips import make_test_clip
-from workflow_runs import CUT, N_FRAMES, one_line_error, planned_jobs, snakemake, write_config
+from workflow_runs import (CUT, N_FRAMES, copy_with_painted_keyframe, one_line_error, planned_jobs, snakemake,
+                           write_config)
 
 from restyle.metrics import synthetic_flicker
 from restyle.video import probe_video, read_frames, write_video
@@ -75,12 +75,8 @@ def test_deflicker_stage_makes_the_restyled_video_steadier(deflickered_render, c
 
 @pytest.mark.slow
 def test_a_repainted_keyframe_reruns_only_the_deflicker_chunks_that_read_its_gaps(deflickered_render, tmp_path):
-    workdir = tmp_path / "run"
-    shutil.copytree(deflickered_render, workdir, symlinks=True)
-    painted = workdir / "painted" / "clip"
-    painted.mkdir(parents=True)
     # Keyframe 28: its gap is 00022-00028 (28-29 are adjacent keyframes).
-    shutil.copy(workdir / "results" / "clip" / "styled_keyframes" / "00016.png", painted / "28.png")
+    workdir = copy_with_painted_keyframe(deflickered_render, tmp_path / "run", frame=28, like=16)
     jobs = planned_jobs(workdir)
     chunks = {wildcards for rule, wildcards in jobs if rule == "deflicker_chunk"}
     # Contexts (window 1): 00016-00021 reads 16-22 (keyframes 16 and 22, gap 00016-00022),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,17 @@ def write_config(workdir: Path, video: Path, **overrides) -> Path:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def copy_with_painted_keyframe(workdir: Path, copy: Path, frame: int, like: int) -> Path:
+    """A copy of the finished render ``workdir`` (its files' times and Snakemake's records
+    too) at ``copy``, with keyframe ``frame`` painted: its file is the styled keyframe
+    ``like``, so it differs from what the render styled there."""
+    shutil.copytree(workdir, copy, symlinks=True)
+    painted = copy / "painted" / "clip"
+    painted.mkdir(parents=True)
+    shutil.copy(copy / "results" / "clip" / "styled_keyframes" / f"{like:05d}.png", painted / f"{frame}.png")
+    return copy
 
 
 def without_slurm(env: dict | None = None) -> dict:

@@ -46,6 +46,8 @@ preflight.fail_on_errors(preflight.check_config(config, workflow.basedir, config
 # per_frame: every frame stylized, then deflickered; otherwise keyframes and gaps, and the
 # deflicker stage after blend_gap when deflicker.method asks for it.
 PER_FRAME = config["propagation"]["method"] == "per_frame"
+# network: keyframes as usual, then a network trained per scene renders every frame, chunk by chunk.
+NETWORK = config["propagation"]["method"] == "network"
 DEFLICKER_RESTYLED = PER_FRAME or config["deflicker"]["method"] != "none"
 if workflow.is_main_process or preflight.VIDEO_INFO_ENV not in os.environ:
     VIDEO_INFO = {
@@ -264,9 +266,9 @@ def assembled_inputs(wildcards):
 
 
 def gap_measurements(wildcards):
-    """Every gap's share of metrics.json (measure_gap; none with the deflicker stage, whose
-    chunks are measured instead)."""
-    if deflickers(wildcards.video):
+    """Every gap's share of metrics.json (measure_gap; none when the final frames are made
+    chunk by chunk, whose chunks are measured instead)."""
+    if by_chunks(wildcards.video):
         return []
     return [results(wildcards.video, "measured", g["name"]) for g in keyframe_plan(wildcards)["gaps"]]
 
@@ -290,6 +292,17 @@ def is_deflicker_video(video):
 def deflickers(video):
     """Whether the final frames of ``video`` are those of deflicker_chunk."""
     return is_deflicker_video(video) or DEFLICKER_RESTYLED
+
+
+def by_chunks(video):
+    """Whether the final frames of ``video`` are made (and measured) chunk by chunk: by
+    deflicker_chunk, or by network_chunk without the deflicker stage."""
+    return deflickers(video) or NETWORK
+
+
+def final_chunk_dir(video):
+    """The folder of the final frames' chunks (see :func:`by_chunks`)."""
+    return "deflickered" if deflickers(video) else "network_frames"
 
 
 def has_guide(video):
@@ -388,9 +401,10 @@ def processed_frame_paths(video, start, end):
     frames (deflicker_videos), its per-frame stylization, or its styled keyframes and blends."""
     if is_deflicker_video(video):
         return [results(video, "frames", io.frame_name(t)) for t in range(start, end)]
-    if PER_FRAME:
+    if PER_FRAME or NETWORK:
         names = chunk_plan(video)["frame_chunk"]
-        return [results(video, "stylized", names[t], io.frame_name(t)) for t in range(start, end)]
+        folder = "stylized" if PER_FRAME else "network_frames"
+        return [results(video, folder, names[t], io.frame_name(t)) for t in range(start, end)]
     sources = chunk_plan(video)["frame_sources"]
     return [
         (
@@ -406,9 +420,9 @@ def processed_frame_inputs(video, start, end):
     """The outputs (files, folders) :func:`processed_frame_paths` of those frames lie in."""
     if is_deflicker_video(video):
         return [results(video, "frames")]
-    if PER_FRAME:
+    if PER_FRAME or NETWORK:
         return [
-            results(video, "stylized", c["name"])
+            results(video, "stylized" if PER_FRAME else "network_frames", c["name"])
             for c in chunks.chunks_covering(chunk_plan(video), start, end)
         ]
     keys, gaps = chunks.context_sources(chunk_plan(video)["frame_sources"], start, end)
@@ -444,11 +458,10 @@ def deflicker_chunk_params(wildcards):
 
 
 def final_frame_paths(video):
-    """The final frames of ``video``, one path per frame: the deflickered chunks' frames, or
-    the assembled styled keyframes and blends (restyle.assemble)."""
-    if deflickers(video):
-        names = chunk_plan(video)["frame_chunk"]
-        return [results(video, "deflickered", names[t], io.frame_name(t)) for t in range(len(names))]
+    """The final frames of ``video``, one path per frame: the deflickered (or network's)
+    chunks' frames, or the assembled styled keyframes and blends (restyle.assemble)."""
+    if by_chunks(video):
+        return final_chunk_frame_paths(video, 0, len(chunk_plan(video)["frame_chunk"]))
     plan = keyframe_plan(Namespace(video=video))
     return assemble.restyled_frame_paths(
         plan,
@@ -457,12 +470,18 @@ def final_frame_paths(video):
     )
 
 
+def final_chunk_frame_paths(video, start, end):
+    """Paths of the final frames ``start..end - 1`` of a video made chunk by chunk."""
+    names = chunk_plan(video)["frame_chunk"]
+    return [results(video, final_chunk_dir(video), names[t], io.frame_name(t)) for t in range(start, end)]
+
+
 def final_frames(wildcards):
     """The outputs the final frames of ``wildcards.video`` lie in (see final_frame_paths)."""
-    if deflickers(wildcards.video):
+    if by_chunks(wildcards.video):
         return {
             "final": [
-                results(wildcards.video, "deflickered", c["name"])
+                results(wildcards.video, final_chunk_dir(wildcards.video), c["name"])
                 for c in chunk_plan(wildcards.video)["chunks"]
             ]
         }
@@ -481,7 +500,7 @@ def measure_chunk_inputs(wildcards):
     start, end = chunks.measured_range(plan, this_chunk(wildcards))
     inputs = {
         "final": [
-            results(wildcards.video, "deflickered", c["name"])
+            results(wildcards.video, final_chunk_dir(wildcards.video), c["name"])
             for c in chunks.chunks_covering(plan, start, end)
         ],
         "frames": results(wildcards.video, "frames"),
@@ -496,14 +515,12 @@ def measure_chunk_params(wildcards):
     video = wildcards.video
     start, end = chunks.measured_range(chunk_plan(video), this_chunk(wildcards))
     restyled = not is_deflicker_video(video)
+    before_deflicker = restyled and deflickers(video) and not PER_FRAME
     return {
         "frames": [start, end],
-        "final": [
-            results(video, "deflickered", chunk_plan(video)["frame_chunk"][t], io.frame_name(t))
-            for t in range(start, end)
-        ],
+        "final": final_chunk_frame_paths(video, start, end),
         # E_warp of the frames before the deflicker too (per_frame: the per-frame reference is those).
-        "before": processed_frame_paths(video, start, end) if restyled and not PER_FRAME else [],
+        "before": processed_frame_paths(video, start, end) if before_deflicker else [],
         "flows_on": "input" if restyled else ("guide" if has_guide(video) else "flicker_invariant"),
         "reference_look": evaluate.reference_look(config["stylizer"]) if restyled else None,
         # Frames whose fidelity is not measured here: keyframes (not propagated), and the
@@ -524,7 +541,7 @@ def chunk_measurements(wildcards):
 def measure_inputs(wildcards):
     """What metrics.json is made from: the gaps' measurements and the keyframes and blends
     (no deflicker), or the chunks' measurements (and the plans the report counts)."""
-    if not deflickers(wildcards.video):
+    if not by_chunks(wildcards.video):
         return {
             **assembled_inputs(wildcards),
             "measured": gap_measurements(wildcards),
@@ -542,13 +559,63 @@ def measure_mode(video):
         return "deflicker_video"
     if PER_FRAME:
         return "per_frame"
-    return "chunks" if DEFLICKER_RESTYLED else "gaps"
+    return "chunks" if by_chunks(video) else "gaps"
 
 
 def painted_in_chunk(wildcards):
     """{frame: painted file} of the frames of this chunk (per-frame stylization)."""
     chunk = this_chunk(wildcards)
     return {t: p for t, p in painted_keyframes(wildcards.video).items() if chunk["start"] <= t < chunk["end"]}
+
+
+# The network stylizer (propagation.method network): a training job per scene, then a
+# rendering job per chunk of it.
+def network_training_inputs(wildcards):
+    """The frames and the scene's styled keyframes: a repainted keyframe retrains its scene only."""
+    scene_keys = keyframes.scene_keyframes(keyframe_plan(wildcards), int(wildcards.scene))
+    return {
+        "frames": results(wildcards.video, "frames"),
+        "keyframes": [styled_keyframe(wildcards.video, k) for k in scene_keys],
+    }
+
+
+def network_training_params(wildcards):
+    plan = keyframe_plan(wildcards)
+    scene = next(s for s in plan["scenes"] if s[0] == int(wildcards.scene))
+    return {"keyframes": keyframes.scene_keyframes(plan, scene[0]), "scene": scene}
+
+
+def network_weights(wildcards):
+    """The trained network of this chunk's scene."""
+    scene = chunk_plan(wildcards.video)["scenes"][this_chunk(wildcards)["scene"]]
+    return results(wildcards.video, "network", f"{scene[0]:05d}.safetensors")
+
+
+CARRY_RESIDUALS = config["network"]["keyframes"] == "carry"
+
+
+def network_chunk_keyframes(wildcards):
+    """{frame: styled keyframe} of the keyframes a network chunk reads: its own, which come
+    out as styled, and (keyframes: carry) those its other frames lie between."""
+    chunk = this_chunk(wildcards)
+    keys, gaps = chunks.context_sources(
+        chunk_plan(wildcards.video)["frame_sources"], chunk["start"], chunk["end"]
+    )
+    if CARRY_RESIDUALS:
+        keys = sorted({*keys, *(k for g in gaps for k in keyframes.parse_gap_name(g))})
+    return {k: styled_keyframe(wildcards.video, k) for k in keys}
+
+
+def network_chunk_params(wildcards):
+    """The keyframes around each other frame of the chunk (none when they are not carried)."""
+    chunk = this_chunk(wildcards)
+    sources = chunk_plan(wildcards.video)["frame_sources"]
+    between = {
+        t: list(keyframes.parse_gap_name(sources[t]))
+        for t in range(chunk["start"], chunk["end"])
+        if sources[t] is not None and CARRY_RESIDUALS
+    }
+    return {"keyframes": network_chunk_keyframes(wildcards), "between": between}
 
 
 # Cluster submission.  Consecutive gaps of the plan are batched into group jobs together
