@@ -19,6 +19,7 @@ Usage: python benchmarks/bench_network.py [--parts workflow cost]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -71,7 +72,7 @@ def cost_case(case: str) -> dict:
         _, report = network.train([frames[k] for k in keys], [styled[k] for k in keys], frames, settings, threads=2)
         n = 1
     else:
-        model, _ = network.train([frames[0]], [styled[0]], (), network.NetworkSettings(iterations=1), threads=2)
+        model, _ = network.train([frames[0]], [styled[0]], (), dataclasses.replace(settings, iterations=1), threads=2)
         began, cpu = time.perf_counter(), time.process_time()
         targets = range(1, 11)
         for t in targets:

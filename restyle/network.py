@@ -71,7 +71,8 @@ FORMAT = "restyle-network-1"
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    """The ``network`` section of the config.
+    """The ``network`` section of the config (its schema holds the defaults:
+    ``NetworkSettings(**restyle.preflight.network_settings(config))``).
 
     Attributes
     ----------
@@ -106,22 +107,22 @@ class NetworkSettings:
     seed : int
     """
 
-    widths: tuple[int, int, int] = (16, 32, 64)
-    residual_blocks: int = 3
-    normalisation: str = "none"
-    guides: tuple[str, ...] = ("edge",)
-    patch_size: int = 32
-    batch_size: int = 16
-    temporal_batch: int = 4
-    iterations: int = 1200
-    learning_rate: float = 1e-3
-    reconstruction_weight: float = 1.0
-    style_weight: float = 0.0
-    temporal_loss: str = "flow"
-    temporal_weight: float = 30.0
-    temporal_pairs: int = 16
-    flow_preset: str = "medium"
-    seed: int = 0
+    widths: tuple[int, int, int]
+    residual_blocks: int
+    normalisation: str
+    guides: tuple[str, ...]
+    patch_size: int
+    batch_size: int
+    temporal_batch: int
+    iterations: int
+    learning_rate: float
+    reconstruction_weight: float
+    style_weight: float
+    temporal_loss: str
+    temporal_weight: float
+    temporal_pairs: int
+    flow_preset: str
+    seed: int
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -216,6 +217,11 @@ def _to_uint8(output: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) network output -> uint8 (H, W, 3)."""
     image = (output[0].permute(1, 2, 0).numpy() + 0.5) * 255.0
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 # ---------------------------------------------------------------------------------- losses
@@ -322,7 +328,8 @@ def _temporal_loss(model: nn.Module, pairs: list[_Pair], settings: NetworkSettin
                    rng: np.random.Generator) -> torch.Tensor:
     """Ruder et al.'s flow loss (the output of t+1 against the output of t warped along the
     input's flow, on the pixels the flow explains) or Xu et al.'s frame-difference loss."""
-    before, after, *flow = _temporal_batch(pairs, settings, rng)
+    on = next(model.parameters()).device
+    before, after, *flow = (t.to(on) for t in _temporal_batch(pairs, settings, rng))
     out = model(torch.cat([before, after]))
     out_before, out_after = out[:len(before)], out[len(before):]
     if settings.temporal_loss == "difference":
@@ -344,9 +351,9 @@ class TrainingReport:
 
 
 def train(keyframes: Sequence[np.ndarray], styled: Sequence[np.ndarray],
-          scene_frames: Sequence[np.ndarray] = (), settings: NetworkSettings = NetworkSettings(),
-          threads: int | None = None, progress: Callable[[int, dict], None] | None = None
-          ) -> tuple[Generator, TrainingReport]:
+          scene_frames: Sequence[np.ndarray], settings: NetworkSettings,
+          threads: int | None = None, progress: Callable[[int, dict], None] | None = None,
+          device: str | None = None) -> tuple[Generator, TrainingReport]:
     """Train a network that turns each of ``keyframes`` into its ``styled`` version.
 
     Parameters
@@ -362,6 +369,8 @@ def train(keyframes: Sequence[np.ndarray], styled: Sequence[np.ndarray],
         PyTorch's threads during training (the job's cores).
     progress : callable, optional
         Called as ``progress(step, losses)`` every 100 steps.
+    device : str, optional
+        PyTorch device to train on; default: CUDA when present, else the CPU.
 
     Returns
     -------
@@ -369,8 +378,9 @@ def train(keyframes: Sequence[np.ndarray], styled: Sequence[np.ndarray],
 
     Notes
     -----
-    Deterministic on the CPU: the same inputs and settings give the same weights (seeded
-    initialisation and sampling, deterministic kernels).
+    Deterministic on the CPU, for any thread count: the same inputs and settings give the
+    same weights (seeded initialisation and sampling, deterministic kernels).  The model is
+    returned on ``device``.
     """
     if len(keyframes) != len(styled) or not keyframes:
         raise ValueError(f"need pairs of keyframes and styled keyframes, got {len(keyframes)} and {len(styled)}")
@@ -394,19 +404,21 @@ def train(keyframes: Sequence[np.ndarray], styled: Sequence[np.ndarray],
     with torch_settings(threads=threads, deterministic=True), torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         model = Generator(settings.in_channels, settings.widths, settings.residual_blocks, settings.normalisation)
+        on = torch.device(device) if device else default_device()
+        model.to(on)
         optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
         projector = torch.Generator().manual_seed(settings.seed + 1)
         model.train()
         losses = {}
         for step in range(settings.iterations):
-            x, y = _crops(inputs, settings.patch_size, settings.batch_size, rng, targets)
+            x, y = (t.to(on) for t in _crops(inputs, settings.patch_size, settings.batch_size, rng, targets))
             terms = {"reconstruction": F.l1_loss(model(x), y)}
             if settings.style_weight > 0 and others:
                 (unpaired,) = _crops(others, settings.patch_size, settings.batch_size, rng)
                 (style,) = _crops(targets, settings.patch_size, settings.batch_size, rng)
                 swd = []
-                for a, b in zip(neighbourhoods(model(unpaired)), neighbourhoods(style)):
-                    directions = F.normalize(torch.randn(a.shape[1], 32, generator=projector), dim=0)
+                for a, b in zip(neighbourhoods(model(unpaired.to(on))), neighbourhoods(style.to(on))):
+                    directions = F.normalize(torch.randn(a.shape[1], 32, generator=projector), dim=0).to(on)
                     swd.append(sliced_wasserstein(a, b, directions))
                 terms["style"] = torch.stack(swd).sum()
             if pairs:
@@ -431,9 +443,9 @@ def train(keyframes: Sequence[np.ndarray], styled: Sequence[np.ndarray],
 def stylize_frame(model: Generator, frame: np.ndarray, guides: Sequence[str],
                   threads: int | None = None) -> np.ndarray:
     """The network's styled version of a uint8 RGB frame (any size), uint8 (H, W, 3)."""
-    x = torch.from_numpy(network_input(frame, guides))[None]
+    x = torch.from_numpy(network_input(frame, guides))[None].to(next(model.parameters()).device)
     with torch_settings(threads=threads, deterministic=True), torch.inference_mode():
-        return _to_uint8(model(x))
+        return _to_uint8(model(x).cpu())
 
 
 def keyframe_weights(t: int, left: int, right: int) -> list[tuple[int, float]]:
@@ -495,13 +507,14 @@ def save(path: str | os.PathLike, model: Generator, settings: NetworkSettings,
     metadata = {"format": FORMAT, "settings": json.dumps(dataclasses.asdict(settings))}
     if report is not None:
         metadata["training"] = json.dumps(dataclasses.asdict(report))
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with io.staged_file(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
 
 
-def load(path: str | os.PathLike) -> tuple[Generator, NetworkSettings]:
-    """A network saved by :func:`save`, ready for :func:`stylize_frame`, and its settings."""
+def load(path: str | os.PathLike, device: str | None = None) -> tuple[Generator, NetworkSettings]:
+    """A network saved by :func:`save`, ready for :func:`stylize_frame` on ``device``
+    (default: CUDA when present, else the CPU), and its settings."""
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -516,6 +529,7 @@ def load(path: str | os.PathLike) -> tuple[Generator, NetworkSettings]:
     settings = NetworkSettings(**json.loads(metadata["settings"]))
     model = Generator(settings.in_channels, settings.widths, settings.residual_blocks, settings.normalisation)
     model.load_state_dict(tensors)
+    model.to(torch.device(device) if device else default_device())
     model.eval()
     return model, settings
 

@@ -8,14 +8,23 @@ pytest.importorskip("torch")
 
 from clips import synthetic_frames  # noqa: E402
 
-from restyle import network  # noqa: E402
+from workflow_runs import REPO  # noqa: E402
+
+from restyle import network, preflight  # noqa: E402
 from restyle.flow import consecutive_flows  # noqa: E402
 from restyle.metrics import psnr, warping_errors  # noqa: E402
+from restyle.preflight import schema_defaults  # noqa: E402
 from restyle.stylize import BuiltinStylizer  # noqa: E402
 
 WATERCOLOR = BuiltinStylizer("watercolor")
-# Small and quick: a few hundred steps on 32x32 patches is what 96x64 frames need.
+# The workflow's settings (the schema's defaults), made small and quick: a few hundred steps
+# on 32x32 patches is what 96x64 frames need.
+DEFAULTS = preflight.network_settings(schema_defaults(REPO))
 QUICK = dict(patch_size=32, batch_size=8, learning_rate=2e-3)
+
+
+def settings_with(**changes) -> network.NetworkSettings:
+    return network.NetworkSettings(**{**DEFAULTS, **QUICK, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +36,7 @@ def scene():
 
 def train_on_first(scene, **changes):
     frames, styled = scene
-    settings = network.NetworkSettings(**{**QUICK, **changes})
+    settings = settings_with(**changes)
     model, report = network.train([frames[0]], [styled[0]], frames, settings, threads=2)
     return model, settings, report
 
@@ -74,7 +83,7 @@ def test_the_flow_temporal_loss_lowers_e_warp_at_about_the_same_fidelity(scene, 
 
 def test_training_is_deterministic_for_any_thread_count(scene):
     frames, styled = scene
-    settings = network.NetworkSettings(**QUICK, iterations=15, temporal_loss="flow", temporal_pairs=3)
+    settings = settings_with(iterations=15, temporal_loss="flow", temporal_pairs=3)
     outputs = []
     for threads in (1, 2, 2):
         model, _ = network.train([frames[0]], [styled[0]], frames, settings, threads=threads)
@@ -111,7 +120,7 @@ def test_a_file_that_is_not_a_saved_network_is_a_one_line_error_naming_it(tmp_pa
 ])
 def test_bad_settings_are_one_line_errors(changes, message):
     with pytest.raises(ValueError, match=message):
-        network.NetworkSettings(**changes)
+        settings_with(**changes)
 
 
 def test_frames_smaller_than_the_training_crops_are_a_one_line_error_saying_what_to_lower(scene):
@@ -119,4 +128,4 @@ def test_frames_smaller_than_the_training_crops_are_a_one_line_error_saying_what
     small = [np.ascontiguousarray(f[:40, :40]) for f in frames[:3]]
     with pytest.raises(ValueError, match="smaller than the network's training crops.*patch_size"):
         network.train(small[:1], [np.ascontiguousarray(styled[0][:40, :40])], small,
-                      network.NetworkSettings(patch_size=32, temporal_loss="flow"))
+                      settings_with(patch_size=32, temporal_loss="flow"))
