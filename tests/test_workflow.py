@@ -25,6 +25,17 @@ def own_render(rendered, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("change, new_jobs", [
+    ({"deflicker": {"method": "patch_blend"}}, {"deflicker_chunk", "measure_chunk"}),
+    ({"propagation": {"method": "network"}}, {"train_network", "network_chunk", "measure_chunk"}),
+])
+def test_a_finished_render_is_redone_from_chunks_when_the_config_asks_for_them(own_render, clip, change, new_jobs):
+    write_config(own_render, clip, **change)
+    rules = {rule for rule, _ in planned_jobs(own_render)}
+    assert new_jobs | {"encode_video", "measure"} <= rules
+
+
+@pytest.mark.slow
 def test_renders_a_restyled_mp4_with_the_source_audio_and_frame_rate(rendered, clip):
     out = rendered / "results" / "clip"
     probe, source = probe_video(out / "restyled.mp4"), probe_video(clip)

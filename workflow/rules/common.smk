@@ -278,6 +278,10 @@ def final_outputs():
     for video in [*config["videos"], *config["deflicker_videos"]]:
         outputs.append(results(video, final_video_name(video)))
         outputs.append(results(video, "metrics.json"))
+        # Always planned, even when no job reads it: a checkpoint nobody has run leaves the jobs
+        # behind it unknown, and a finished video would then not be redone when a changed
+        # config makes it from chunks (deflicker, per_frame, network) instead of gaps.
+        outputs.append(results(video, "chunks.json"))
         if config["output"]["compare"]:
             outputs.append(results(video, "compare.mp4"))
     return outputs
