@@ -9,6 +9,9 @@ checkpoint plan_chunks:
         "logs/{video}/plan_chunks.log",
     benchmark:
         results("{video}", "benchmarks", "plan_chunks.tsv")
+    # First thing after the keyframe plan: until this checkpoint has run, Snakemake cannot
+    # know every reader of a temp() output, and deletes none.
+    priority: 10
     conda:
         "../../envs/restyle.yaml"
     threads: 1
